@@ -1,0 +1,47 @@
+"""The ``dcae`` command: a click group whose subcommands live next to the code they drive.
+
+Subcommands are imported only when used, so ``dcae --help`` is fast and a broken optional
+dependency of one command does not break the others.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module, attribute, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "reconstruct": ("inference", "reconstruct_command", "Audio -> latent -> audio, for files or folders."),
+    "encode": ("inference", "encode_command", "Audio files -> latent files (.safetensors)."),
+    "decode": ("inference", "decode_command", "Latent files -> audio files."),
+    "export": ("export", "export_command", "Latents + manifest for a whole corpus (resumable, torchrun-sharded)."),
+    "evaluate": ("evaluation.cli", "evaluate_command", "PESQ / STOI / ESTOI / mel distance / SI-SDR reports."),
+    "filelist": ("preprocess.generate_filelist", "filelist_command", "Scan folders for valid audio and write a filelist."),
+    "tts": ("tts.cli", "tts_command", "Synthesize latents or audio with a trained TTS run."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(SUBCOMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS:
+            return super().get_command(ctx, name)
+        module, attr, _ = SUBCOMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][2]) for name in sorted(SUBCOMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dc-speech-vae")
+def main() -> None:
+    """DC-Speech-VAE: 5.4 Hz speech latents, BigVGAN-v2 vocoding and TTS on the latents."""
+
+
+if __name__ == "__main__":
+    main()
