@@ -1,0 +1,83 @@
+"""Filelists: UTF-8 text files with one utterance per line, ``path`` or ``path|text``.
+
+``path`` is an audio file; ``text`` (optional) is its transcript, kept verbatim by later stages
+(latent export, TTS). Blank lines are skipped. Only the first ``|`` separates path from text, so a
+transcript may itself contain ``|``. Relative paths are resolved against the filelist's own folder,
+so a corpus can ship its filelist next to its audio and be moved as a whole.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from dcae.utils.atomic import atomic_write_text
+
+SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class FilelistEntry:
+    """One filelist line: an audio path and its optional transcript."""
+
+    path: Path
+    text: str | None = None
+
+    def to_line(self) -> str:
+        return str(self.path) if self.text is None else f"{self.path}{SEPARATOR}{self.text}"
+
+
+class FilelistError(ValueError):
+    """A filelist that cannot be read; the message is one line naming the file and the reason."""
+
+
+def parse_line(line: str, root: Path | None = None) -> FilelistEntry | None:
+    """Parse one line; returns None for a blank line. ``root`` anchors relative paths."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return None
+    path_part, sep, text = line.partition(SEPARATOR)
+    path = Path(path_part.strip()).expanduser()
+    if root is not None and not path.is_absolute():
+        path = root / path
+    return FilelistEntry(path=path, text=text if sep else None)
+
+
+def read_filelist(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[FilelistEntry]:
+    """Read a filelist. Relative paths are taken relative to ``root`` (default: the filelist's folder).
+
+    Raises FilelistError if the file is missing, not UTF-8, or a line has an empty path.
+    """
+    path = Path(path)
+    anchor = Path(root) if root is not None else path.resolve().parent
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise FilelistError(f"{path}: filelist not found") from None
+    except UnicodeDecodeError as e:
+        raise FilelistError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise FilelistError(f"{path}: cannot read filelist ({e.strerror})") from None
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip() and not line.partition(SEPARATOR)[0].strip():
+            raise FilelistError(f"{path}: line {number} has text but no audio path")
+        entry = parse_line(line, anchor)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def write_filelist(path: str | os.PathLike, entries: Iterable[FilelistEntry | str | os.PathLike]) -> None:
+    """Write entries (FilelistEntry or bare paths) atomically, one per line."""
+    lines = []
+    for entry in entries:
+        if not isinstance(entry, FilelistEntry):
+            entry = FilelistEntry(Path(entry))
+        if "\n" in str(entry.path) or SEPARATOR in str(entry.path):
+            raise FilelistError(f"{entry.path}: a path in a filelist cannot contain '|' or a newline")
+        if entry.text is not None and "\n" in entry.text:
+            raise FilelistError(f"{entry.path}: a transcript in a filelist cannot contain a newline")
+        lines.append(entry.to_line() + "\n")
+    atomic_write_text(path, "".join(lines))
