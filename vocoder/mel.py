@@ -1,0 +1,70 @@
+"""BigVGAN's log-mel front end as a module, so latents are computed on the vocoder's own features.
+
+:class:`MelSpectrogram` computes exactly what ``bigvgan.meldataset.mel_spectrogram`` computes
+(reflect padding of ``(n_fft - hop) / 2`` on both sides, Hann-windowed STFT without centering,
+magnitude ``sqrt(re^2 + im^2 + 1e-9)``, librosa's Slaney mel filterbank, ``log(max(x, 1e-5))``),
+with the filterbank and window stored as buffers so they follow ``.to(device)``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from bigvgan.env import AttrDict
+
+PACKAGED_CONFIG = Path(__file__).resolve().parent / "configs" / "bigvgan_v2_22khz_80band_256x.json"
+MAGNITUDE_EPS = 1e-9
+LOG_CLIP = 1e-5
+
+
+def load_bigvgan_config(path_or_dir: str | Path | dict | None = None) -> AttrDict:
+    """BigVGAN hyper-parameters from a JSON file, a folder holding ``config.json``, or a dict.
+
+    ``None`` gives the packaged ``bigvgan_v2_22khz_80band_256x`` config.
+    """
+    if isinstance(path_or_dir, dict):
+        return AttrDict(dict(path_or_dir))
+    path = PACKAGED_CONFIG if path_or_dir is None else Path(path_or_dir)
+    if path.is_dir():
+        path = path / "config.json"
+    with open(path, encoding="utf-8") as f:
+        return AttrDict(json.load(f))
+
+
+class MelSpectrogram(nn.Module):
+    """Waveform (B, samples) or (samples,) -> log-mel (B, n_mels, frames), frames = samples // hop.
+
+    (For ``samples`` a multiple of ``hop_length``; in general
+    ``frames = (samples + 2 * ((n_fft - hop) // 2) - n_fft) // hop + 1``.)
+    """
+
+    def __init__(self, config: str | Path | dict | None = None):
+        super().__init__()
+        from librosa.filters import mel as librosa_mel  # the filterbank BigVGAN was trained with
+
+        h = load_bigvgan_config(config)
+        self.sample_rate = int(h.sampling_rate)
+        self.n_fft = int(h.n_fft)
+        self.hop_length = int(h.hop_size)
+        self.win_length = int(h.win_size)
+        self.n_mels = int(h.num_mels)
+        self.padding = (self.n_fft - self.hop_length) // 2
+        basis = librosa_mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=h.fmin, fmax=h.fmax)
+        self.register_buffer("mel_basis", torch.from_numpy(basis).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+
+    def num_frames(self, num_samples: int) -> int:
+        return (num_samples + 2 * self.padding - self.n_fft) // self.hop_length + 1
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        if audio.ndim == 1:
+            audio = audio.unsqueeze(0)
+        audio = audio.float()
+        padded = F.pad(audio.unsqueeze(1), (self.padding, self.padding), mode="reflect").squeeze(1)
+        spec = torch.stft(padded, self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
+                          window=self.window, center=False, normalized=False, onesided=True, return_complex=True)
+        magnitude = torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + MAGNITUDE_EPS)
+        return torch.log(torch.clamp(self.mel_basis @ magnitude, min=LOG_CLIP))
