@@ -1,0 +1,117 @@
+"""Loading and saving DC-AE generator weights.
+
+Accepted without conversion:
+- the official ``generator_*.pt``: ``torch.save`` of the DCAEWrapper state dict, keys
+  ``model.encoder.*`` / ``model.decoder.*``, Conv2d weights weight-norm parametrized
+  (``...parametrizations.weight.original0/original1``);
+- the same with plain (folded) conv weights, and either one as ``.safetensors``;
+- prefixes left by DDP (``module.``) or ``torch.compile`` (``_orig_mod.``), and bare
+  ``AutoencoderDC`` state dicts (``encoder.*`` / ``decoder.*``).
+Nothing pickled is executed: ``torch.load(weights_only=True)`` or safetensors.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from .config import DCAEConfig
+from .weight_norm import fold_weight_norm
+from .wrapper import DCAEWrapper
+
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.pt``/``.pth``/``.ckpt`` (weights only) or ``.safetensors``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise CheckpointError(f"{path}: refused to load: the pickle holds more than tensors "
+                              f"(only plain state dicts are loaded; {first})") from None
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise various errors
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(obj, dict) and "generator" in obj and isinstance(obj["generator"], dict):
+        obj = obj["generator"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
+    return obj
+
+
+def normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DDP / torch.compile prefixes and add ``model.`` to bare AutoencoderDC keys."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace("_orig_mod.", "")
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith(("encoder.", "decoder.")):
+            key = "model." + key
+        out[key] = value
+    return out
+
+
+def is_weight_norm_layout(state: dict[str, torch.Tensor]) -> bool:
+    return any(".parametrizations.weight.original" in k for k in state)
+
+
+def load_state_into(module: DCAEWrapper, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one clear message for missing/unexpected/mis-shaped keys."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" ... (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+            problems.append(f"{len(keys)} {label}: {shown}")
+    if problems:
+        raise CheckpointError(f"{source}: does not match the config ({module.config.source}): " + "; ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def load_dcae(model_path: str | Path, config: str | Path | dict | DCAEConfig, device: str | torch.device = "cpu",
+              precision: str = "fp32") -> DCAEWrapper:
+    """A DCAEWrapper ready for inference: weights loaded strictly, weight norm folded, eval mode,
+    parameters in ``precision`` ("fp32", "bf16"; "fp16" on GPU only)."""
+    if precision not in PRECISION_DTYPES:
+        raise ValueError(f"precision must be one of {sorted(PRECISION_DTYPES)}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 is supported on GPU only; use --precision bf16 on CPU")
+    state = normalise_keys(read_state_dict(model_path))
+    wrapper = DCAEWrapper(config)
+    if not is_weight_norm_layout(state):
+        fold_weight_norm(wrapper)
+    load_state_into(wrapper, state, str(model_path))
+    fold_weight_norm(wrapper)
+    return wrapper.eval().to(device=device, dtype=PRECISION_DTYPES[precision])
+
+
+def save_generator(module: DCAEWrapper, path: str | Path) -> None:
+    """Save the generator in the official layout (``.pt``) or as ``.safetensors``, atomically."""
+    from .utils.atomic import atomic_save_safetensors, atomic_torch_save
+
+    state = {k: v.detach().cpu() for k, v in normalise_keys(module.state_dict()).items()}
+    if Path(path).suffix == ".safetensors":
+        atomic_save_safetensors(state, path)
+    else:
+        atomic_torch_save(state, path)
