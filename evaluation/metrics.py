@@ -39,7 +39,7 @@ def as_numpy(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     """(samples,) array or tensor -> float64 numpy array."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().to("cpu", torch.float64).numpy()
-    audio = np.asarray(audio, dtype=np.float64)
+    audio = np.ascontiguousarray(audio, dtype=np.float64)
     if audio.ndim != 1:
         raise MetricError(f"expected a 1-D waveform, got shape {audio.shape}")
     return audio

@@ -1,0 +1,195 @@
+"""Scan folders for audio, keep the readable files of at least ``--min-duration`` seconds, write a filelist.
+
+Same flags as the reference tool::
+
+    python preprocess/generate_filelist.py --paths /data/LibriTTS /data/VCTK --out filelists/train.txt \\
+        [--exts wav,flac] [--workers 8] [--min-duration 10] [--flush-every 1000] \\
+        [--val-fraction 0.01 --seed 0] [--decode]
+
+also available as ``dcae filelist``. Files are probed in parallel (header metadata only unless
+``--decode``); corrupt ones are listed on stderr and left out. The output holds absolute paths,
+sorted, one per line, and is written atomically; while the scan runs, progress is saved every
+``--flush-every`` valid files to ``OUT.partial``. Exit code 1 when corrupt files were found (the
+filelist of the good ones is still written).
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run by path: make the project root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+from tqdm import tqdm
+
+from preprocess.filelist import write_filelist
+from preprocess.probe import ProbeResult, probe_file
+
+DEFAULT_EXTS = "wav,mp3,flac,aac,m4a,ogg,opus,wma,alac,aiff,aif,aifc"
+PROBE_CHUNK = 32  # files per task sent to a worker
+
+
+def parse_exts(exts: str) -> set[str]:
+    """``"wav, .FLAC"`` -> ``{".wav", ".flac"}``."""
+    return {"." + e.strip().lower().lstrip(".") for e in exts.split(",") if e.strip()}
+
+
+def find_audio(paths: list[str | Path], exts: set[str]) -> list[Path]:
+    """Audio files under ``paths`` (files or folders, searched recursively), resolved, unique, sorted.
+
+    Symlinked folders are not followed (no cycles); missing paths are reported on stderr.
+    """
+    found: set[Path] = set()
+    for given in paths:
+        root = Path(given).expanduser()
+        if root.is_file():
+            if root.suffix.lower() in exts:
+                found.add(root.resolve())
+            continue
+        if not root.is_dir():
+            click.echo(f"warning: {given}: no such file or folder, skipped", err=True)
+            continue
+        for folder, subfolders, names in os.walk(root, onerror=lambda e: click.echo(
+                f"warning: {e.filename}: cannot list folder ({e.strerror})", err=True)):
+            subfolders.sort()
+            for name in names:
+                if Path(name).suffix.lower() in exts:
+                    found.add((Path(folder) / name).resolve())
+    return sorted(found)
+
+
+@dataclass
+class ScanResult:
+    valid: list[ProbeResult] = field(default_factory=list)
+    corrupt: list[ProbeResult] = field(default_factory=list)
+    too_short: list[ProbeResult] = field(default_factory=list)
+
+    @property
+    def hours(self) -> float:
+        return sum(r.duration for r in self.valid) / 3600.0
+
+
+def _probe(args: tuple[Path, float, bool]) -> ProbeResult:
+    return probe_file(*args)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def scan(files: list[Path], min_duration: float, workers: int, decode: bool = False,
+         partial_path: Path | None = None, flush_every: int = 1000, progress: bool = True) -> ScanResult:
+    """Probe ``files`` with ``workers`` processes; sort them into valid / corrupt / too short."""
+    result = ScanResult()
+    tasks = [(f, min_duration, decode) for f in files]
+    pending: list[str] = []
+    partial = partial_path.open("w", encoding="utf-8") if partial_path is not None else None
+
+    def collect(probed: ProbeResult) -> None:
+        getattr(result, probed.status).append(probed)
+        if probed.status == "corrupt":
+            tqdm.write(f"corrupt: {probed.path}: {probed.reason}", file=sys.stderr)
+        elif probed.status == "valid" and partial is not None:
+            pending.append(f"{probed.path}\n")
+            if len(pending) >= flush_every:
+                partial.writelines(pending)
+                partial.flush()
+                pending.clear()
+
+    try:
+        with tqdm(total=len(tasks), desc="Validating", unit="file", disable=not progress) as bar:
+            if workers <= 1 or len(tasks) <= PROBE_CHUNK:
+                for task in tasks:
+                    collect(_probe(task))
+                    bar.update()
+            else:
+                with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+                    for probed in pool.map(_probe, tasks, chunksize=PROBE_CHUNK):
+                        collect(probed)
+                        bar.update()
+    finally:
+        if partial is not None:
+            partial.writelines(pending)
+            partial.close()
+    return result
+
+
+def split_train_val(paths: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """Shuffle with ``seed`` and hold out ``round(len * val_fraction)`` files (at least 1 if > 0)."""
+    shuffled = list(paths)
+    random.Random(seed).shuffle(shuffled)
+    n_val = min(len(shuffled), max(1, round(len(shuffled) * val_fraction))) if val_fraction > 0 else 0
+    return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
+
+
+def default_val_path(out: Path) -> Path:
+    """``lists/train.txt`` -> ``lists/train_val.txt``."""
+    return out.with_name(f"{out.stem}_val{out.suffix or '.txt'}")
+
+
+def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EXTS, workers: int | None = None,
+                      min_duration: float = 10.0, flush_every: int = 1000, val_fraction: float = 0.0,
+                      seed: int = 0, val_out: Path | None = None, decode: bool = False,
+                      progress: bool = True) -> ScanResult:
+    """Scan, probe, print the counts and write the filelist(s); returns the scan result."""
+    out = Path(out).expanduser().resolve()
+    files = find_audio(list(paths), parse_exts(exts))
+    click.echo(f"Found {len(files)} audio files, validating...")
+    partial_path = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = scan(files, min_duration, workers or os.cpu_count() or 1, decode, partial_path, flush_every, progress)
+    valid = sorted(r.path for r in result.valid)
+    train, val = split_train_val(valid, val_fraction, seed)
+    write_filelist(out, train)
+    if val_fraction > 0:
+        val_out = Path(val_out) if val_out else default_val_path(out)
+        write_filelist(val_out, val)
+    partial_path.unlink(missing_ok=True)
+    click.echo(f"{len(result.valid)} valid ({result.hours:.2f} h = {result.hours * 3600:.0f} s), {len(result.corrupt)} corrupt or unsupported, "
+               f"{len(result.too_short)} shorter than {min_duration:g} s")
+    click.echo(f"Wrote {len(train)} files to {out}"
+               + (f" and {len(val)} validation files to {val_out}" if val_fraction > 0 else ""))
+    return result
+
+
+@click.command("filelist", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("extra_paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
+@click.option("--paths", multiple=True, type=click.Path(path_type=Path),
+              help="Input files or folders (also as arguments: --paths A B C works as in the reference).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output filelist.")
+@click.option("--exts", default=DEFAULT_EXTS, show_default=True, help="Audio extensions (comma-separated).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Probe processes (default: CPU cores).")
+@click.option("--flush-every", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Save progress to OUT.partial every N valid files.")
+@click.option("--min-duration", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Minimum duration in seconds (the reference's default; use 0 to keep all).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Hold out this fraction of the valid files as a validation list.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
+@click.option("--val-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Validation filelist (default: OUT with _val before the extension).")
+@click.option("--decode/--no-decode", default=False, show_default=True,
+              help="Decode every file fully: also rejects truncated, NaN and silent audio (slower).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out: Path, exts: str,
+                     workers: int | None, flush_every: int, min_duration: float, val_fraction: float,
+                     seed: int, val_out: Path | None, decode: bool, progress: bool) -> None:
+    """Scan folders for valid audio files and write a filelist (one absolute path per line)."""
+    inputs = [*paths, *extra_paths]
+    if not inputs:
+        raise click.UsageError("give at least one input folder or file (--paths DIR...)")
+    result = generate_filelist(inputs, out, exts, workers, min_duration, flush_every, val_fraction, seed,
+                               val_out, decode, progress)
+    if result.corrupt:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    filelist_command(prog_name="generate_filelist.py")
