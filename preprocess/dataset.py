@@ -1,0 +1,115 @@
+"""Training data for the DC-AE: fixed-length waveform segments read straight from audio files.
+
+Only the requested range of a file is decoded (torchcodec seeks), so the time per sample does not
+grow with file length; audio is mixed to mono and resampled to 22050 Hz while decoding. The mel is
+*not* computed here: the trainer computes it on its device for the whole batch
+(:class:`vocoder.mel.MelSpectrogram`).
+
+Files shorter than a segment are zero-padded at the end (as the reference trainer does). A file
+that cannot be used (unreadable, empty, shorter than ``min_seconds``) is replaced by another
+randomly chosen file and reported in the batch, so a bad file never stops training.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from preprocess.filelist import FilelistError, read_filelist
+from vocoder.audio import AudioError, audio_info, load_audio
+
+SAMPLE_RATE = 22050
+MAX_CONSECUTIVE_FAILURES = 32
+
+
+@dataclass
+class Segment:
+    """One training example: ``audio`` (segment_samples,) and the files skipped to get it."""
+
+    audio: torch.Tensor
+    skipped: list[str]
+
+
+@dataclass
+class SegmentBatch:
+    """``audio`` (B, segment_samples) float32; ``skipped`` lists ``"path: reason"`` of bad files met."""
+
+    audio: torch.Tensor
+    skipped: list[str]
+
+    def pin_memory(self) -> "SegmentBatch":
+        return SegmentBatch(self.audio.pin_memory(), self.skipped)
+
+
+def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
+                 min_seconds: float = 0.0, rng: random.Random | None = None) -> torch.Tensor:
+    """A random ``(segment_samples,)`` window of ``path`` at ``sample_rate``; short files are zero-padded.
+
+    Raises :class:`vocoder.audio.AudioError` when the file cannot be read or is shorter than ``min_seconds``.
+    """
+    rng = rng or random
+    duration = audio_info(path).duration
+    if duration != duration:  # NaN: the header does not tell, decode the whole file
+        duration = float("inf")
+    if duration < min_seconds:
+        raise AudioError(path, f"too short ({duration:.3f} s, need at least {min_seconds} s)")
+    segment_seconds = segment_samples / sample_rate
+    if duration > segment_seconds and duration != float("inf"):
+        offset = rng.uniform(0.0, duration - segment_seconds)
+        audio = load_audio(path, sample_rate, offset=offset, duration=segment_seconds)
+    else:
+        audio = load_audio(path, sample_rate)
+        if audio.numel() > segment_samples:
+            start = rng.randint(0, audio.numel() - segment_samples)
+            audio = audio[start:start + segment_samples]
+    if not bool(torch.isfinite(audio).all()):
+        raise AudioError(path, "audio contains NaN or Inf values")
+    return F.pad(audio[:segment_samples], (0, max(0, segment_samples - audio.numel())))
+
+
+class SegmentDataset(Dataset):
+    """Random ``segment_samples``-long windows of the files in a filelist (``path`` or ``path|text`` lines)."""
+
+    def __init__(self, filelist: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
+                 min_seconds: float = 0.1):
+        self.paths = [entry.path for entry in read_filelist(filelist)]
+        if not self.paths:
+            raise FilelistError(f"{filelist}: the filelist has no audio files")
+        self.segment_samples = segment_samples
+        self.sample_rate = sample_rate
+        self.min_seconds = min_seconds
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Segment:
+        skipped: list[str] = []
+        for _ in range(MAX_CONSECUTIVE_FAILURES):
+            try:
+                audio = read_segment(self.paths[index], self.segment_samples, self.sample_rate, self.min_seconds)
+                return Segment(audio, skipped)
+            except AudioError as e:
+                skipped.append(str(e))
+                index = random.randrange(len(self.paths))
+        raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} files in a row could not be used "
+                           f"(last: {skipped[-1]}); check the filelist")
+
+
+def collate_segments(items: list[Segment]) -> SegmentBatch:
+    return SegmentBatch(torch.stack([it.audio for it in items]), [s for it in items for s in it.skipped])
+
+
+def read_clip(path: str | Path, max_samples: int, multiple_of: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """The start of ``path``: at most ``max_samples``, cut to a multiple of ``multiple_of`` -> (samples,).
+
+    For validation: deterministic, no padding. Raises ``AudioError`` when shorter than ``multiple_of``.
+    """
+    audio = load_audio(path, sample_rate, duration=max_samples / sample_rate)[:max_samples]
+    usable = audio.numel() // multiple_of * multiple_of
+    if usable == 0:
+        raise AudioError(path, f"too short ({audio.numel()} samples, need at least {multiple_of})")
+    return audio[:usable]
