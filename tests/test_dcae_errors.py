@@ -1,0 +1,169 @@
+"""Bad configurations and bad checkpoints give one clear error naming the file and the reason."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dcae import CheckpointError, ConfigError, DCAEConfig, DCAEWrapper, load_dcae, save_generator
+
+from .conftest import TINY_CONFIG
+
+
+def tiny_dict() -> dict:
+    return json.loads(TINY_CONFIG.read_text())
+
+
+def write_config(tmp_path, **changes) -> str:
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({**tiny_dict(), **changes}))
+    return str(path)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"encoder_block_types": "TransformerBlock"}, "unknown block type 'TransformerBlock'"),
+    ({"decoder_block_types": ["ResBlock", "Foo", "ResBlock", "ResBlock", "ResBlock"]}, "unknown block type 'Foo'"),
+    ({"encoder_layers_per_block": [1, 1, 1]}, "encoder_layers_per_block has 3 entries but the model has 5 stages"),
+    ({"decoder_block_out_channels": [8, 16, 16, 16]}, "decoder_block_out_channels has 4 entries"),
+    ({"encoder_qkv_multiscales": [[], []]}, "encoder_qkv_multiscales has 2 entries"),
+    ({"decoder_norm_types": "group_norm"}, "unknown norm 'group_norm'"),
+    ({"decoder_act_fns": "tanh"}, "unknown activation 'tanh'"),
+    ({"downsample_block_type": "maxpool"}, "downsample_block_type 'maxpool'"),
+    ({"latent_channels": 12}, "divisible by latent_channels=12"),
+    ({"encoder_block_types": "EfficientViTBlock", "attention_head_dim": 12}, "divisible by attention_head_dim"),
+    ({"block_size": 3}, "unknown DC-AE config field(s): block_size"),
+])
+def test_bad_config(tmp_path, changes, message):
+    path = write_config(tmp_path, **changes)
+    with pytest.raises(ConfigError) as e:
+        DCAEConfig.from_json(path)
+    assert message in str(e.value)
+    assert str(e.value).startswith(path)
+    assert "\n" not in str(e.value)
+
+
+def test_config_not_json(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json: not valid JSON"):
+        DCAEConfig.from_json(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        DCAEConfig.from_json(tmp_path / "missing.json")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model = DCAEWrapper(TINY_CONFIG)
+    path = tmp_path / "generator_10.pt"
+    torch.save(model.state_dict(), path)
+    return path, model.state_dict()
+
+
+def test_missing_and_unexpected_keys(tmp_path, checkpoint):
+    _, state = checkpoint
+    broken = dict(state)
+    broken.pop("model.decoder.conv_in.bias")
+    broken["model.decoder.extra.weight"] = torch.zeros(3)
+    path = tmp_path / "broken.pt"
+    torch.save(broken, path)
+    with pytest.raises(CheckpointError) as e:
+        load_dcae(path, TINY_CONFIG)
+    msg = str(e.value)
+    assert msg.startswith(str(path)) and "1 missing keys: model.decoder.conv_in.bias" in msg
+    assert "1 unexpected keys: model.decoder.extra.weight" in msg
+
+
+def test_wrong_shapes_name_the_key(tmp_path, checkpoint):
+    _, state = checkpoint
+    big = DCAEWrapper({**tiny_dict(), "encoder_block_out_channels": [16, 16, 16, 16, 16]}).state_dict()
+    path = tmp_path / "other.pt"
+    torch.save(big, path)
+    with pytest.raises(CheckpointError, match=r"wrong shapes: model\.encoder\.conv_in"):
+        load_dcae(path, TINY_CONFIG)
+
+
+class NotAStateDict:
+    def __init__(self):
+        self.payload = [1, 2, 3]
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": NotAStateDict()}, path)
+    with pytest.raises(CheckpointError, match="refused to load: the pickle holds more than tensors"):
+        load_dcae(path, TINY_CONFIG)
+
+
+def test_not_a_state_dict(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(CheckpointError, match="expected a state dict"):
+        load_dcae(path, TINY_CONFIG)
+
+
+def test_truncated_file(tmp_path, checkpoint):
+    path, _ = checkpoint
+    data = path.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        load_dcae(cut, TINY_CONFIG)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_dcae(tmp_path / "nope.pt", TINY_CONFIG)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_our_formats_round_trip(tmp_path, checkpoint, suffix):
+    """Folded (inference) and safetensors checkpoints load too, with the same outputs."""
+    path, _ = checkpoint
+    reference = load_dcae(path, TINY_CONFIG)
+    out = tmp_path / f"folded{suffix}"
+    save_generator(reference, out)
+    again = load_dcae(out, TINY_CONFIG)
+    mel = torch.randn(1, 80, 32)
+    with torch.no_grad():
+        assert torch.allclose(again.encode(mel), reference.encode(mel), atol=1e-6)
+
+
+def test_compile_and_ddp_prefixes(tmp_path, checkpoint):
+    _, state = checkpoint
+    path = tmp_path / "prefixed.pt"
+    torch.save({f"module._orig_mod.{k}": v for k, v in state.items()}, path)
+    load_dcae(path, TINY_CONFIG)
+
+
+def test_fp16_on_cpu_is_a_clear_error(checkpoint):
+    path, _ = checkpoint
+    with pytest.raises(ValueError, match="fp16 is supported on GPU only"):
+        load_dcae(path, TINY_CONFIG, precision="fp16")
+
+
+def test_training_mode_noise(checkpoint):
+    """Train mode returns (noisy, clean); eval adds no noise."""
+    model = DCAEWrapper(TINY_CONFIG)
+    mel = torch.randn(4, 80, 32)
+    model.train()
+    noisy, clean = model.encode(mel)
+    assert noisy.shape == clean.shape == (4, 16, 5, 2)
+    assert not torch.allclose(noisy, clean)
+    recon, clean2 = model(mel)
+    assert recon.shape == mel.shape
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(mel), model.encode(mel))
+        # the latent is LayerNorm-ed over channels: zero mean, unit variance per (freq, time) cell
+        z = model.encode(mel)
+        assert torch.allclose(z.mean(dim=1), torch.zeros(()), atol=1e-5)
+
+
+def test_dispersive_loss_matches_pairwise_definition():
+    from dcae import dispersive_loss
+
+    z = torch.randn(5, 16, 5, 3)
+    flat = torch.nn.functional.normalize(z.reshape(5, -1), dim=-1)
+    pairs = [float(flat[i] @ flat[j]) ** 2 for i in range(5) for j in range(5) if i != j]
+    assert abs(dispersive_loss(z).item() - sum(pairs) / len(pairs)) < 1e-6
+    same = z[:1].expand(4, -1, -1, -1)
+    assert abs(dispersive_loss(same).item() - 1.0) < 1e-5  # identical samples: maximal loss
+    assert dispersive_loss(z[:1]).item() == 0.0
