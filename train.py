@@ -420,7 +420,7 @@ def train(cfg: TrainConfig) -> int:
                       "data/skipped_files": len(skipped_files), "training/nonfinite_steps": total_nonfinite}
             for tag, value in values.items():
                 writer.add_scalar(tag, value.item() if isinstance(value, torch.Tensor) else value, step)
-            bar.set_postfix(g=f"{float(loss_g):.3f}", d=f"{float(loss_d):.3f}", recon=f"{float(loss_recon):.3f}",
+            bar.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", recon=f"{loss_recon.item():.3f}",
                             sps=f"{samples_per_s:.1f}")
 
         if info.is_main and val_clips and step % cfg.val_interval == 0:
@@ -433,7 +433,7 @@ def train(cfg: TrainConfig) -> int:
             if info.is_main:
                 save_checkpoint(checkpoints, step, generator, discriminator, opt_g, opt_d, sched_g, sched_d,
                                 cfg, rng_states, skipped_files)
-                log(f"step {step}: saved {checkpoints.path('generator', step)} (recon loss {float(loss_recon):.4f})")
+                log(f"step {step}: saved {checkpoints.path('generator', step)} (recon loss {loss_recon.item():.4f})")
 
     bar.close()
     if writer is not None:

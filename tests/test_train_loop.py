@@ -1,0 +1,110 @@
+"""End-to-end runs of ``train.py`` on CPU with the tiny config: checkpoints, resume (ours and the
+reference trainer's folder layout), bad files, the NaN guard and a 2-process torchrun."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from dcae import DCAEWrapper
+from dcae.discriminators import MelDiscriminator
+from tests.test_train_components import reference_module, write_wav
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "dcae" / "configs" / "tiny.json"
+SEGMENT = 16384  # 64 mel frames: the smallest the PatchGAN discriminator accepts
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Filelist of two good clips, a corrupt file and an empty file."""
+    d = tmp_path_factory.mktemp("corpus")
+    good = [write_wav(d / f"tone{i}.wav", 1.0 + i, freq=200.0 + 150 * i) for i in range(2)]
+    (d / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 50)
+    (d / "empty.flac").write_bytes(b"")
+    filelist = d / "train.txt"
+    filelist.write_text("\n".join(str(p) for p in [*good, d / "corrupt.wav", d / "empty.flac"]) + "\n")
+    return filelist
+
+
+def args(corpus: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["--train-dataset-path", str(corpus), "--model-config-path", str(TINY), "--segment-samples", str(SEGMENT),
+            "--batch-size", "2", "--num-workers", "0", "--max-steps", str(steps), "--save-interval", "2",
+            "--log-interval", "1", "--model-save-path", str(out / "ckpt"), "--log-dir", str(out / "runs"), *extra]
+
+
+def test_run_writes_loadable_checkpoints_skips_bad_files_and_resumes(corpus, tmp_path, capsys):
+    assert train.main(args(corpus, tmp_path, 2)) == 0
+    ckpt = tmp_path / "ckpt"
+    for prefix in train.CHECKPOINT_FILES:
+        assert (ckpt / f"{prefix}_2.pt").is_file()
+    generator = DCAEWrapper(TINY)
+    generator.load_state_dict(torch.load(ckpt / "generator_2.pt", weights_only=True), strict=True)
+    state = torch.load(ckpt / "state_2.pt", weights_only=True)
+    assert state["step"] == 2 and state["config"]["segment_samples"] == SEGMENT
+    # one epoch of 4 files in batches of 2 meets both bad files; they are reported, not fatal
+    assert sorted(Path(k.split(":")[0]).name for k in state["skipped"]) == ["corrupt.wav", "empty.flac"]
+    assert (ckpt / "train_config.json").is_file() and any((tmp_path / "runs").iterdir())
+    out = capsys.readouterr().out
+    assert "skipped" in out and "corrupt.wav" in out
+
+    assert train.main(["--config", str(ckpt / "train_config.json"), "--max-steps", "3", "--save-interval", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from step 2" in out
+    resumed = torch.load(ckpt / "state_3.pt", weights_only=True)
+    assert resumed["step"] == 3
+    assert resumed["scheduler_g"][0]["last_epoch"] == 3
+
+
+def test_resume_from_reference_trainer_folder(corpus, tmp_path, capsys):
+    """A folder with only the reference's generator/discriminator/optimizerg/optimizerd files."""
+    muon = reference_module("utils/muon.py", tmp_path)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    generator, discriminator = DCAEWrapper(TINY), MelDiscriminator()
+    torch.save(generator.state_dict(), ckpt / "generator_5.pt")
+    torch.save(discriminator.state_dict(), ckpt / "discriminator_5.pt")
+    torch.save(muon.get_muon_optimizer([generator]).state_dict(), ckpt / "optimizerg_5.pt")
+    torch.save(muon.get_muon_optimizer([discriminator]).state_dict(), ckpt / "optimizerd_5.pt")
+    assert train.main(args(corpus, tmp_path, 6, "--save-interval", "6", "--batch-size", "1")) == 0
+    out = capsys.readouterr().out
+    assert "resumed from step 5" in out and "reference" in out
+    trained = torch.load(ckpt / "generator_6.pt", weights_only=True)
+    start = generator.state_dict()
+    fresh = DCAEWrapper(TINY).state_dict()
+    key = "model.encoder.conv_in.parametrizations.weight.original1"
+    # one step from the reference weights, not from a new initialisation
+    assert (trained[key] - start[key]).norm() < 0.5 * (fresh[key] - start[key]).norm()
+    state = torch.load(ckpt / "state_6.pt", weights_only=True)
+    assert state["scheduler_g"][0]["last_epoch"] == 6
+
+
+def test_nonfinite_losses_stop_training_with_a_clear_message(corpus, tmp_path, capsys):
+    code = train.main(args(corpus, tmp_path, 20, "--batch-size", "1", "--gen-learning-rate", "1e30",
+                           "--max-nonfinite-steps", "1"))
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "update skipped" in out and "stopping: 1 consecutive steps" in out
+
+
+def test_bad_config_is_one_line_error(corpus, tmp_path, capsys):
+    assert train.main(args(corpus, tmp_path, 1, "--segment-samples", "5000")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --segment-samples") and "\n" not in err
+
+
+def test_torchrun_two_processes_on_cpu(corpus, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(REPO / "train.py"), *args(corpus, tmp_path, 2, "--batch-size", "1")]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es) on cpu" in result.stdout + result.stderr
+    generator = DCAEWrapper(TINY)
+    generator.load_state_dict(torch.load(tmp_path / "ckpt" / "generator_2.pt", weights_only=True), strict=True)
+    assert len(list((tmp_path / "ckpt").glob("state_*.pt"))) == 1  # only rank 0 saves
