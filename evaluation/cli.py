@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -49,7 +50,7 @@ def _failed(summary: dict) -> bool:
                 or summary["ambiguous"])
 
 
-def _mel_figures(out: Path, rows: list[Row], panels_for: "callable", count: int) -> None:
+def _mel_figures(out: Path, rows: list[Row], panels_for: Callable[[str], list[tuple[str, Path]]], count: int) -> None:
     from evaluation.metrics import MEL_RATE, log_mel
     from evaluation.plots import describe, pick_examples, plot_mel_comparison
     from vocoder.audio import AudioError, load_audio
@@ -88,12 +89,12 @@ def _evaluate_folders(ref: Path, deg: Path, out: Path, workers: int, exts: tuple
 
 def _evaluate_model(filelist: Path, out: Path, model_flags: dict, workers: int, plots: bool,
                     examples: int, progress: bool) -> bool:
-    from evaluation.reconstruct import reconstruct_filelist
+    from evaluation.reconstruct import COPY_SYNTHESIS, RECONSTRUCTED, reconstruct_filelist
 
     audio_dir = out / "audio"
     jobs, load_failures = reconstruct_filelist(filelist, audio_dir, progress=progress, **model_flags)
     groups = {}
-    for group, folder in (("model", "reconstructed"), ("copy_synthesis", "copy_synthesis")):
+    for group, folder in (("model", RECONSTRUCTED), ("copy_synthesis", COPY_SYNTHESIS)):
         pairs = [Pair(job.name, job.source, audio_dir / folder / job.output_name) for job in jobs]
         groups[group] = score_pairs(pairs, workers, progress, desc=f"Scoring {group}") + load_failures
     model_summary = summarize(groups["model"])
@@ -109,8 +110,8 @@ def _evaluate_model(filelist: Path, out: Path, model_flags: dict, workers: int, 
         by_name = {job.name: job for job in jobs}
         _mel_figures(out, groups["model"], lambda name: [
             ("ground truth", by_name[name].source),
-            ("BigVGAN copy-synthesis", audio_dir / "copy_synthesis" / by_name[name].output_name),
-            ("DCAE reconstruction", audio_dir / "reconstructed" / by_name[name].output_name)], examples)
+            ("BigVGAN copy-synthesis", audio_dir / COPY_SYNTHESIS / by_name[name].output_name),
+            ("DCAE reconstruction", audio_dir / RECONSTRUCTED / by_name[name].output_name)], examples)
     _print_failures(groups["model"])
     click.echo(format_table({"DCAE reconstruction": model_summary, "copy-synthesis (ceiling)": ceiling_summary}))
     click.echo(f"{len(groups['model'])} files scored, {model_summary['files_with_errors']} with errors -> {out}")

@@ -1,0 +1,92 @@
+"""Make the audio that ``dcae evaluate --filelist`` scores: DCAE reconstructions and BigVGAN copy-synthesis.
+
+For each listed file (decoded to 22.05 kHz mono):
+
+- ``reconstructed/<name>.wav``: audio -> mel -> DCAE encode/decode -> BigVGAN;
+- ``copy_synthesis/<name>.wav``: audio -> mel -> BigVGAN, the best the DCAE could do with this
+  vocoder (its ceiling).
+
+``<name>`` is the file's path relative to the deepest folder shared by all listed files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from evaluation.scoring import Row, empty_row
+
+RECONSTRUCTED = "reconstructed"
+COPY_SYNTHESIS = "copy_synthesis"
+
+
+@dataclass(frozen=True)
+class ReconstructionJob:
+    """``source`` is the original file, scored against ``<folder>/<output_name>``."""
+
+    name: str
+    source: Path
+    output_name: str
+
+
+def relative_names(paths: list[Path]) -> list[str]:
+    """Paths relative to their deepest common folder (POSIX form), e.g. ``spk1/a.wav``."""
+    absolute = [p.resolve() for p in paths]
+    root = Path(os.path.commonpath([p.parent for p in absolute])) if absolute else Path("/")
+    return [p.relative_to(root).as_posix() for p in absolute]
+
+
+def _load_wrapper(ae_model, ae_config, vocoder, device, precision):
+    from dcae.hub import ModelNotFound
+    from inference import DCAEInferenceWrapper
+
+    try:
+        return DCAEInferenceWrapper(ae_model, ae_config, vocoder, precision=precision, device=device)
+    except (ModelNotFound, FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
+
+
+def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None = None, ae_config: str | None = None,
+                         vocoder: str | None = None, device: str | None = None, precision: str = "fp32",
+                         progress: bool = True) -> tuple[list[ReconstructionJob], list[Row]]:
+    """Write both renderings of every listed file under ``audio_dir``.
+
+    Returns the jobs that produced audio, and an error row for each file that could not be
+    read or reconstructed (the run goes on).
+    """
+    from preprocess.filelist import FilelistError, read_filelist
+    from vocoder.audio import AudioError, check_audio, load_audio, save_audio
+
+    try:
+        entries = read_filelist(filelist)
+    except FilelistError as e:
+        raise click.ClickException(str(e)) from None
+    if not entries:
+        raise click.ClickException(f"{filelist}: the filelist is empty")
+    wrapper = _load_wrapper(ae_model, ae_config, vocoder, device, precision)
+    rate = wrapper.sample_rate
+    jobs, failures = [], []
+    names = relative_names([e.path for e in entries])
+    for entry, name in tqdm(list(zip(entries, names)), desc="Reconstructing", unit="file", disable=not progress):
+        output_name = str(Path(name).with_suffix(".wav"))
+        try:
+            audio = load_audio(entry.path, rate)
+            check_audio(audio, entry.path, min_samples=wrapper.vocoder.hop_length * 16)
+            with torch.inference_mode():
+                batch = audio[None].to(wrapper.vocoder.device)
+                reconstructed = wrapper(batch, rate)[0]
+                copy = wrapper.vocoder(wrapper.vocoder.mel(batch))[0]
+        except AudioError as e:
+            failures.append(empty_row(name, str(e)))
+            continue
+        except RuntimeError as e:  # e.g. out of memory on a very long file
+            failures.append(empty_row(name, f"{entry.path}: reconstruction failed ({str(e).splitlines()[0]})"))
+            continue
+        save_audio(audio_dir / RECONSTRUCTED / output_name, reconstructed.cpu(), rate)
+        save_audio(audio_dir / COPY_SYNTHESIS / output_name, copy.cpu(), rate)
+        jobs.append(ReconstructionJob(name, entry.path, output_name))
+    return jobs, failures
