@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run by path: make the project root importable
 import click
 from tqdm import tqdm
 
-from preprocess.filelist import write_filelist
+from preprocess.filelist import SEPARATOR, write_filelist
 from preprocess.probe import ProbeResult, probe_file
 
 DEFAULT_EXTS = "wav,mp3,flac,aac,m4a,ogg,opus,wma,alac,aiff,aif,aifc"
@@ -88,7 +88,13 @@ def scan(files: list[Path], min_duration: float, workers: int, decode: bool = Fa
          partial_path: Path | None = None, flush_every: int = 1000, progress: bool = True) -> ScanResult:
     """Probe ``files`` with ``workers`` processes; sort them into valid / corrupt / too short."""
     result = ScanResult()
-    tasks = [(f, min_duration, decode) for f in files]
+    unlistable = [f for f in files if SEPARATOR in str(f) or "\n" in str(f)]
+    for f in unlistable:
+        result.corrupt.append(ProbeResult(f, "corrupt", 0.0, f"path contains '{SEPARATOR}' or a newline, "
+                                                             "which a filelist cannot hold"))
+        click.echo(f"corrupt: {f}: {result.corrupt[-1].reason}", err=True)
+    skipped = set(unlistable)
+    tasks = [(f, min_duration, decode) for f in files if f not in skipped]
     pending: list[str] = []
     partial = partial_path.open("w", encoding="utf-8") if partial_path is not None else None
 

@@ -50,7 +50,8 @@ def test_write_rejects_separator_in_path(tmp_path):
 
 @pytest.fixture()
 def audio_tree(tmp_path) -> Path:
-    """long.wav (3 s), nested FLAC (2 s, upper-case extension), short (0.25 s), corrupt, empty, silent, a .txt."""
+    """long.wav (3 s), nested FLAC (2 s, upper-case extension), short (0.25 s), corrupt, empty, silent,
+    a name with the filelist separator, a .txt."""
     root = tmp_path / "corpus"
     for sub in ("a/b/c", "d"):
         (root / sub).mkdir(parents=True)
@@ -59,6 +60,7 @@ def audio_tree(tmp_path) -> Path:
     sf.write(root / "a/b/c/nested.FLAC", 0.1 * rng.standard_normal(2 * SR), SR, format="FLAC")
     sf.write(root / "d/short.wav", 0.1 * rng.standard_normal(SR // 4), SR)
     sf.write(root / "d/silent.wav", np.zeros(2 * SR), SR)
+    sf.write(root / "d/bar|in name.wav", 0.1 * rng.standard_normal(2 * SR), SR)  # cannot go in a filelist
     (root / "d/corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 50)
     (root / "d/empty.mp3").write_bytes(b"")
     (root / "d/readme.txt").write_text("not audio")
@@ -77,9 +79,10 @@ def test_tool_keeps_valid_files_and_reports_counts(audio_tree, tmp_path):
     expected = sorted(p.resolve() for p in (audio_tree / "a/long.wav", audio_tree / "a/b/c/nested.FLAC",
                                             audio_tree / "d/silent.wav"))
     assert listed == expected
-    assert "3 valid" in result.output and "2 corrupt" in result.output and "1 shorter than 1 s" in result.output
+    assert "3 valid" in result.output and "3 corrupt" in result.output and "1 shorter than 1 s" in result.output
     assert "0.00 h = 7 s" in result.output  # 3 + 2 + 2 seconds
     assert "corrupt.wav" in result.stderr and "empty file (0 bytes)" in result.stderr
+    assert "bar|in name.wav: path contains '|'" in result.stderr
     assert not (out.parent / "train.txt.partial").exists()
 
 
