@@ -35,13 +35,6 @@ def write_metrics_csv(path: str | Path, rows: Sequence[Row]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def read_metrics_csv(path: str | Path) -> list[Row]:
-    """Rows back from ``metrics.csv``: metrics as float or None, ``error`` as str."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return [{column: (float(value) if value else None) if column in METRIC_NAMES else value
-                 for column, value in record.items()} for record in csv.DictReader(f)]
-
-
 def metric_stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
     """mean / std (population) / median over the scored values; ``errors`` counts the missing ones."""
     values = list(values)
