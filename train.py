@@ -266,6 +266,68 @@ def validate(generator: DCAEWrapper, mel_fn: MelSpectrogram, clips: list[torch.T
 # --------------------------------------------------------------------------- training
 
 
+@dataclass
+class GANParts:
+    """What one training step touches. ``*_step`` are the modules the loop calls (DDP-wrapped and/or
+    compiled); ``disc_eval`` is the discriminator without DDP, used where only input gradients are needed."""
+
+    generator: DCAEWrapper
+    discriminator: MelDiscriminator
+    gen_step: torch.nn.Module
+    disc_step: torch.nn.Module
+    disc_eval: torch.nn.Module
+    opt_g: MuonAdamW
+    opt_d: MuonAdamW
+    autocast: object
+
+
+def gan_step(parts: GANParts, mel: torch.Tensor, cfg: TrainConfig) -> dict:
+    """One discriminator update then one generator update on ``mel`` (B, n_mels, T).
+
+    Returns the (detached) losses, gradient norms and whether each update was applied
+    (a NaN/Inf loss or gradient norm on any rank skips that update).
+    """
+    generator, discriminator, opt_g, opt_d = parts.generator, parts.discriminator, parts.opt_g, parts.opt_d
+    with parts.autocast:
+        recon, clean_latent = parts.gen_step(mel)
+    recon = recon.float()
+
+    # discriminator: real and reconstructed mels in one batch
+    with parts.autocast:
+        scores, _ = parts.disc_step(torch.cat([mel, recon.detach()]))
+    scores = [s.float() for s in scores]
+    loss_d = discriminator_loss([s[: len(mel)] for s in scores], [s[len(mel):] for s in scores])
+    opt_d.zero_grad()
+    loss_d.backward()
+    grad_norm_d = torch.nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.max_grad_norm)
+    finite_d = finite_everywhere(loss_d, grad_norm_d)
+    if finite_d:
+        opt_d.step()
+
+    # generator: discriminator weights frozen, real features computed without a graph
+    discriminator.requires_grad_(False)
+    with parts.autocast:
+        with torch.no_grad():
+            _, real_features = parts.disc_eval(mel)
+        fake_scores, fake_features = parts.disc_eval(recon)
+    loss_recon = F.l1_loss(recon, mel)
+    loss_disp = dispersive_loss(clean_latent.float())
+    loss_fm = feature_matching_loss([[f.float() for f in d] for d in real_features],
+                                    [[f.float() for f in d] for d in fake_features])
+    loss_adv = generator_loss([s.float() for s in fake_scores])
+    loss_g = loss_adv + loss_fm + cfg.recon_loss_factor * loss_recon + cfg.disp_loss_factor * loss_disp
+    opt_g.zero_grad()
+    loss_g.backward()
+    discriminator.requires_grad_(True)
+    grad_norm_g = torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.max_grad_norm)
+    finite_g = finite_everywhere(loss_g, grad_norm_g)
+    if finite_g:
+        opt_g.step()
+    losses = {"loss_g": loss_g, "loss_d": loss_d, "loss_recon": loss_recon, "loss_disp": loss_disp,
+              "loss_fm": loss_fm, "loss_adv": loss_adv, "grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+    return {**{k: v.detach() for k, v in losses.items()}, "finite_d": finite_d, "finite_g": finite_g}
+
+
 def infinite_batches(loader: DataLoader, sampler: DistributedSampler | None, epoch: int):
     while True:
         if sampler is not None:
@@ -308,6 +370,7 @@ def train(cfg: TrainConfig) -> int:
     if cfg.compile:
         gen_step, disc_step, disc_eval = torch.compile(gen_step), torch.compile(disc_step), torch.compile(disc_eval)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext())
+    parts = GANParts(generator, discriminator, gen_step, disc_step, disc_eval, opt_g, opt_d, autocast)
 
     # data
     dataset = SegmentDataset(cfg.train_dataset_path, cfg.segment_samples, mel_fn.sample_rate, cfg.min_audio_seconds)
@@ -344,48 +407,15 @@ def train(cfg: TrainConfig) -> int:
 
     while step < cfg.max_steps:
         batch = next(batches)
-        for problem in batch.skipped:
+        for problem in batch.skipped:  # "path: reason" of files that could not be used
             if problem not in skipped_files:
-                skipped_files[problem] = 1
                 log(f"skipped {problem}")
+            skipped_files[problem] = skipped_files.get(problem, 0) + 1
         with torch.no_grad():
             mel = mel_fn(batch.audio.to(device, non_blocking=True))  # (B, n_mels, T)
 
-        with autocast:
-            recon, clean_latent = gen_step(mel)
-        recon = recon.float()
-
-        # discriminator step: real and reconstructed mels in one batch
-        with autocast:
-            scores, _ = disc_step(torch.cat([mel, recon.detach()]))
-        scores = [s.float() for s in scores]
-        loss_d = discriminator_loss([s[: len(mel)] for s in scores], [s[len(mel):] for s in scores])
-        opt_d.zero_grad()
-        loss_d.backward()
-        grad_norm_d = torch.nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.max_grad_norm)
-        finite_d = finite_everywhere(loss_d, grad_norm_d)
-        if finite_d:
-            opt_d.step()
-
-        # generator step: discriminator weights frozen, real features without a graph
-        discriminator.requires_grad_(False)
-        with autocast:
-            with torch.no_grad():
-                _, real_features = disc_eval(mel)
-            fake_scores, fake_features = disc_eval(recon)
-        loss_recon = F.l1_loss(recon, mel)
-        loss_disp = dispersive_loss(clean_latent.float())
-        loss_fm = feature_matching_loss([[f.float() for f in d] for d in real_features],
-                                        [[f.float() for f in d] for d in fake_features])
-        loss_adv = generator_loss([s.float() for s in fake_scores])
-        loss_g = loss_adv + loss_fm + cfg.recon_loss_factor * loss_recon + cfg.disp_loss_factor * loss_disp
-        opt_g.zero_grad()
-        loss_g.backward()
-        discriminator.requires_grad_(True)
-        grad_norm_g = torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.max_grad_norm)
-        finite_g = finite_everywhere(loss_g, grad_norm_g)
-        if finite_g:
-            opt_g.step()
+        out = gan_step(parts, mel, cfg)
+        finite_d, finite_g = out["finite_d"], out["finite_g"]
         sched_d.step()
         sched_g.step()
         step += 1
@@ -410,17 +440,17 @@ def train(cfg: TrainConfig) -> int:
             now = time.perf_counter()
             samples_per_s = (step - step_last) * samples_per_step / (now - t_last)
             t_last, step_last = now, step
-            values = {"training/gen_loss_total": loss_g.detach(), "training/fm_loss_discriminator": loss_fm.detach(),
-                      "training/gen_loss_discriminator": loss_adv.detach(), "training/disc_loss_discriminator": loss_d.detach(),
-                      "training/recon_loss": loss_recon.detach(), "training/disp_loss": loss_disp.detach(),
-                      "grad_norm/grad_norm_discriminator": grad_norm_d, "grad_norm/grad_norm_g": grad_norm_g,
+            values = {"training/gen_loss_total": out["loss_g"], "training/fm_loss_discriminator": out["loss_fm"],
+                      "training/gen_loss_discriminator": out["loss_adv"], "training/disc_loss_discriminator": out["loss_d"],
+                      "training/recon_loss": out["loss_recon"], "training/disp_loss": out["loss_disp"],
+                      "grad_norm/grad_norm_discriminator": out["grad_norm_d"], "grad_norm/grad_norm_g": out["grad_norm_g"],
                       "learning_rate/learning_rate_d": sched_d.last_lr(), "learning_rate/learning_rate_g": sched_g.last_lr(),
                       "speed/samples_per_second": samples_per_s,
                       "speed/audio_seconds_per_second": samples_per_s * cfg.segment_samples / mel_fn.sample_rate,
                       "data/skipped_files": len(skipped_files), "training/nonfinite_steps": total_nonfinite}
             for tag, value in values.items():
                 writer.add_scalar(tag, value.item() if isinstance(value, torch.Tensor) else value, step)
-            bar.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", recon=f"{loss_recon.item():.3f}",
+            bar.set_postfix(g=f"{out['loss_g'].item():.3f}", d=f"{out['loss_d'].item():.3f}", recon=f"{out['loss_recon'].item():.3f}",
                             sps=f"{samples_per_s:.1f}")
 
         if info.is_main and val_clips and step % cfg.val_interval == 0:
@@ -433,7 +463,7 @@ def train(cfg: TrainConfig) -> int:
             if info.is_main:
                 save_checkpoint(checkpoints, step, generator, discriminator, opt_g, opt_d, sched_g, sched_d,
                                 cfg, rng_states, skipped_files)
-                log(f"step {step}: saved {checkpoints.path('generator', step)} (recon loss {loss_recon.item():.4f})")
+                log(f"step {step}: saved {checkpoints.path('generator', step)} (recon loss {out['loss_recon'].item():.4f})")
 
     bar.close()
     if writer is not None:

@@ -46,25 +46,26 @@ class SegmentBatch:
 
 
 def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
-                 min_seconds: float = 0.0, rng: random.Random | None = None) -> torch.Tensor:
+                 min_seconds: float = 0.0, duration: float | None = None) -> torch.Tensor:
     """A random ``(segment_samples,)`` window of ``path`` at ``sample_rate``; short files are zero-padded.
 
+    ``duration`` (seconds) saves reading the header when the caller already knows it.
     Raises :class:`vocoder.audio.AudioError` when the file cannot be read or is shorter than ``min_seconds``.
     """
-    rng = rng or random
-    duration = audio_info(path).duration
+    if duration is None:
+        duration = audio_info(path).duration
     if duration != duration:  # NaN: the header does not tell, decode the whole file
         duration = float("inf")
     if duration < min_seconds:
         raise AudioError(path, f"too short ({duration:.3f} s, need at least {min_seconds} s)")
     segment_seconds = segment_samples / sample_rate
     if duration > segment_seconds and duration != float("inf"):
-        offset = rng.uniform(0.0, duration - segment_seconds)
+        offset = random.uniform(0.0, duration - segment_seconds)
         audio = load_audio(path, sample_rate, offset=offset, duration=segment_seconds)
     else:
         audio = load_audio(path, sample_rate)
         if audio.numel() > segment_samples:
-            start = rng.randint(0, audio.numel() - segment_samples)
+            start = random.randint(0, audio.numel() - segment_samples)
             audio = audio[start:start + segment_samples]
     if not bool(torch.isfinite(audio).all()):
         raise AudioError(path, "audio contains NaN or Inf values")
@@ -82,6 +83,7 @@ class SegmentDataset(Dataset):
         self.segment_samples = segment_samples
         self.sample_rate = sample_rate
         self.min_seconds = min_seconds
+        self._durations: dict[int, float] = {}  # header reads cost as much as decoding a short file
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -90,7 +92,11 @@ class SegmentDataset(Dataset):
         skipped: list[str] = []
         for _ in range(MAX_CONSECUTIVE_FAILURES):
             try:
-                audio = read_segment(self.paths[index], self.segment_samples, self.sample_rate, self.min_seconds)
+                path = self.paths[index]
+                if index not in self._durations:
+                    self._durations[index] = audio_info(path).duration
+                audio = read_segment(path, self.segment_samples, self.sample_rate, self.min_seconds,
+                                     self._durations[index])
                 return Segment(audio, skipped)
             except AudioError as e:
                 skipped.append(str(e))
