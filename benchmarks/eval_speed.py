@@ -5,7 +5,7 @@ would write by hand: for each pair, read both files with soundfile and call ``pe
 NB) and ``pystoi`` (STOI and ESTOI) one after the other in one process. Ours computes the same
 four metrics plus log-mel distance and SI-SDR, in ``--workers`` processes.
 
-    python benchmarks/eval_speed.py [--files 16] [--workers N]
+    python benchmarks/eval_speed.py [--files 24] [--workers N]
 
 Needs the real speech from ../shared/data/get_speech.sh (16 kHz prompts are used).
 """
@@ -64,7 +64,7 @@ def baseline(pairs) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=16)
+    parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
