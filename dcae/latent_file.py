@@ -7,6 +7,7 @@ metadata ``sample_rate``, ``hop_length``, ``frame_rate``, ``num_samples`` and ``
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +47,36 @@ def save_latent(path: str | Path, latent: torch.Tensor, meta: LatentMeta, dtype:
     atomic_save_safetensors({LATENT_KEY: latent.detach().to("cpu", dtype)}, path, metadata=meta.to_strings())
 
 
+def check_complete(path: Path) -> None:
+    """Raise :class:`LatentFileError` unless the file holds every byte its header promises
+    (safetensors maps a truncated file without complaint and reads zeros past its end)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if header_len <= 0 or 8 + header_len > size:
+                raise LatentFileError(f"{path}: truncated or not a safetensors file")
+            header = json.loads(f.read(header_len))
+    except OSError as e:
+        raise LatentFileError(f"{path}: cannot read ({e.strerror})") from None
+    except (ValueError, UnicodeDecodeError):
+        raise LatentFileError(f"{path}: corrupt safetensors header") from None
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + header_len + end:
+        raise LatentFileError(f"{path}: truncated ({size} bytes, header promises {8 + header_len + end})")
+
+
 def load_latent(path: str | Path, dtype: torch.dtype | None = torch.float32) -> tuple[torch.Tensor, LatentMeta]:
     """Read a latent file -> (latent (D, frames), metadata). Raises :class:`LatentFileError`."""
     from safetensors import safe_open
 
     path = Path(path)
+    check_complete(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             if LATENT_KEY not in f.keys():
                 raise LatentFileError(f"{path}: no '{LATENT_KEY}' tensor (keys: {list(f.keys())})")
-            latent = f.get_tensor(LATENT_KEY)
+            latent = f.get_tensor(LATENT_KEY).clone()  # own the memory: no view of the mapped file
             meta = LatentMeta.from_strings(f.metadata() or {})
     except LatentFileError:
         raise

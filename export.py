@@ -1,0 +1,306 @@
+"""``dcae export``: latents for a whole corpus, for downstream (TTS) training.
+
+    dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR]
+    torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
+
+Filelist lines are ``path`` or ``path|text``. One safetensors latent per utterance
+(:mod:`dcae.latent_file`), ``manifest.jsonl``, ``stats.json`` and ``failed.jsonl`` in ``--out``
+(layout and crash-safety rules in :mod:`dcae.latent_store`). Rerunning the same command resumes:
+finished utterances are verified and skipped. Only the vocoder's mel settings are used (its
+``config.json``); no vocoder weights are loaded.
+
+Downstream code reads the result with :class:`tts.data.LatentManifestDataset`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from dcae import load_dcae
+from dcae.checkpoint import CheckpointError
+from dcae.cli_options import ae_options, runtime_options
+from dcae.config import ConfigError, DCAEConfig
+from dcae.hub import DEFAULT_VOCODER_REPO, ModelNotFound, hub_download, resolve_ae_config, resolve_ae_model
+from dcae.latent_file import LatentMeta, load_latent, save_latent, weights_hash
+from dcae.latent_store import StorePart, done_rows, latent_relpath, merge_parts, utterance_id, verify_latent
+from dcae.utils import distributed
+from dcae.utils.atomic import atomic_write_json
+from vocoder.audio import AudioError, check_audio, load_audio
+from vocoder.mel import PACKAGED_CONFIG as PACKAGED_VOCODER_CONFIG
+from vocoder.mel import MelSpectrogram, load_bigvgan_config
+
+LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    index: int          # position in the filelist (manifest order)
+    audio_path: str
+    text: str | None
+    uid: str
+
+
+class AudioLoader(Dataset):
+    """Decodes utterances in DataLoader workers: item -> (Utterance, audio (samples,) or error str)."""
+
+    def __init__(self, utterances: list[Utterance], sample_rate: int):
+        self.utterances = utterances
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i: int) -> tuple[Utterance, torch.Tensor | str]:
+        utt = self.utterances[i]
+        try:
+            audio = load_audio(utt.audio_path, self.sample_rate)
+            check_audio(audio, utt.audio_path)
+            return utt, audio
+        except AudioError as e:
+            return utt, e.reason
+
+
+class LatentEncoder:
+    """Audio batches -> latents, exactly as ``DCAEInferenceWrapper.encode`` computes them:
+    zero-pad to a multiple of hop * compression samples, BigVGAN mel, DC-AE encoder + LayerNorm."""
+
+    def __init__(self, ae_model: Path, ae_config: Path, mel_config: Path, device: torch.device, precision: str):
+        self.model = load_dcae(ae_model, ae_config, device=device, precision=precision)
+        self.mel = MelSpectrogram(mel_config).to(device)
+        self.device = device
+        self.sample_rate = self.mel.sample_rate
+        self.hop_length = self.mel.hop_length
+        self.samples_per_frame = self.mel.hop_length * self.model.compression
+
+    def num_frames(self, num_samples: int) -> int:
+        return -(-num_samples // self.samples_per_frame)
+
+    @torch.inference_mode()
+    def encode(self, audios: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Equal-frame-count utterances [(samples,)] -> [(latent_dim, frames)] (float32, CPU)."""
+        length = self.num_frames(audios[0].numel()) * self.samples_per_frame
+        batch = torch.stack([torch.nn.functional.pad(a, (0, length - a.numel())) for a in audios]).to(self.device)
+        latent = self.model.encode(self.mel(batch))                         # (B, C, F, frames)
+        latent = latent.reshape(latent.shape[0], -1, latent.shape[-1]).float().cpu()
+        return list(latent)
+
+
+class LengthBuckets:
+    """Groups utterances of equal latent length so that batching never changes a latent."""
+
+    def __init__(self, max_batch: int, max_batch_samples: int, max_buffer_samples: int):
+        self.max_batch = max_batch
+        self.max_batch_samples = max_batch_samples
+        self.max_buffer_samples = max_buffer_samples
+        self.buckets: dict[int, list[tuple[Utterance, torch.Tensor]]] = {}
+        self.buffered = 0
+
+    def add(self, frames: int, utt: Utterance, audio: torch.Tensor) -> Iterator[list[tuple[Utterance, torch.Tensor]]]:
+        bucket = self.buckets.setdefault(frames, [])
+        bucket.append((utt, audio))
+        self.buffered += audio.numel()
+        if len(bucket) >= self.max_batch or sum(a.numel() for _, a in bucket) >= self.max_batch_samples:
+            yield self.pop(frames)
+        while self.buffered > self.max_buffer_samples and self.buckets:
+            yield self.pop(max(self.buckets, key=lambda k: len(self.buckets[k]) * k))
+
+    def pop(self, frames: int) -> list[tuple[Utterance, torch.Tensor]]:
+        bucket = self.buckets.pop(frames)
+        self.buffered -= sum(a.numel() for _, a in bucket)
+        return bucket
+
+    def drain(self) -> Iterator[list[tuple[Utterance, torch.Tensor]]]:
+        for frames in sorted(self.buckets):
+            yield self.pop(frames)
+
+
+def read_utterances(filelist: Path) -> list[Utterance]:
+    from preprocess.filelist import read_filelist
+
+    seen: set[str] = set()
+    out = []
+    for entry in read_filelist(filelist):
+        uid = utterance_id(entry.path)
+        if uid in seen:  # the same file listed twice is exported once
+            continue
+        seen.add(uid)
+        out.append(Utterance(index=len(out), audio_path=str(entry.path), text=entry.text, uid=uid))
+    return out
+
+
+def resolve_mel_config(vocoder: str | None) -> Path:
+    """The vocoder's config.json only: a folder, a JSON file, a hub id, or the packaged default."""
+    if vocoder in (None, ""):
+        return PACKAGED_VOCODER_CONFIG
+    p = Path(vocoder)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelNotFound(f"{p}: vocoder folder has no config.json")
+        return p / "config.json"
+    if p.is_file():
+        return p
+    if vocoder.count("/") == 1 and not vocoder.startswith((".", "/")):
+        return hub_download(vocoder, "config.json", "--vocoder")
+    raise ModelNotFound(f"{vocoder}: vocoder folder not found (pass a folder with config.json, or {DEFAULT_VOCODER_REPO})")
+
+
+def check_settings(out: Path, settings: dict[str, Any], is_main: bool) -> None:
+    """Refuse to mix latents of different models/settings in one folder; record them on first use."""
+    path = out / "export.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = [k for k in settings if previous.get(k) != settings[k]]
+        if changed:
+            raise click.ClickException(
+                f"{out}: already holds an export with different {', '.join(changed)} "
+                f"(model {previous.get('model')}); use a new --out folder")
+    elif is_main:
+        atomic_write_json(path, settings)
+
+
+def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_config: Path, device: str | None,
+               precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
+               num_workers: int, poll_seconds: float = 2.0) -> dict[str, Any]:
+    """Export this rank's share of ``filelist`` into ``out``; rank 0 merges. Returns the summary."""
+    dist = distributed.init_distributed(device)
+    out.mkdir(parents=True, exist_ok=True)
+    part_name = f"{dist.world_size}x{dist.rank}"
+    done_marker = out / "parts" / f"{part_name}.done"
+    done_marker.unlink(missing_ok=True)
+    distributed.barrier()
+
+    encoder = LatentEncoder(ae_model, ae_config, mel_config, dist.device, precision)
+    model_hash = weights_hash(ae_model)
+    mel_h = load_bigvgan_config(mel_config)
+    check_settings(out, {"model": model_hash, "ae_config": DCAEConfig.from_json(ae_config).to_dict(),
+                         "mel": {k: mel_h.get(k) for k in ("sampling_rate", "n_fft", "num_mels", "hop_size",
+                                                             "win_size", "fmin", "fmax")},
+                         "latent_dtype": latent_dtype}, dist.is_main)
+    meta_base = dict(sample_rate=encoder.sample_rate, hop_length=encoder.hop_length,
+                     frame_rate=encoder.sample_rate / encoder.samples_per_frame, model=model_hash)
+    utterances = read_utterances(filelist)
+    mine = utterances[dist.rank::dist.world_size]
+    latent_dim = encoder.model.config.latent_channels * (encoder.mel.n_mels // encoder.model.compression)
+    part = StorePart.open(out, part_name, latent_dim)
+    finished = done_rows(out)
+
+    def make_row(utt: Utterance, num_frames: int, num_samples: int) -> dict[str, Any]:
+        row = {"id": utt.uid, "audio_path": utt.audio_path, "latent_path": latent_relpath(utt.uid),
+               "num_frames": num_frames, "duration": round(num_samples / encoder.sample_rate, 4)}
+        if utt.text is not None:
+            row["text"] = utt.text
+        return row
+
+    # 1. already exported: verify the file, re-encode only if it is missing or broken
+    pending, recovered = [], []
+    for utt in mine:
+        row = finished.get(utt.uid)
+        latent_path = out / latent_relpath(utt.uid)
+        if row is not None and verify_latent(latent_path, row["num_frames"]):
+            continue
+        if row is None and verify_latent(latent_path):  # written, but killed before its row was committed
+            recovered.append(utt)
+            continue
+        pending.append(utt)
+    for utt in recovered:
+        latent, meta = load_latent(out / latent_relpath(utt.uid))
+        part.commit([make_row(utt, latent.shape[-1], meta.num_samples)], [latent])
+
+    # 2. encode the rest, batched by equal latent length, decoding in background workers
+    failures = 0
+    progress = tqdm(total=len(mine), initial=len(mine) - len(pending), unit="utt", disable=not dist.is_main,
+                    desc=f"export{'' if dist.world_size == 1 else f' (rank 0 of {dist.world_size})'}",
+                    dynamic_ncols=True)
+    started, audio_seconds, encoded = time.perf_counter(), 0.0, 0
+    loader = DataLoader(AudioLoader(pending, encoder.sample_rate), batch_size=None, shuffle=False,
+                        num_workers=num_workers, prefetch_factor=4 if num_workers else None)
+    max_samples = int(max_batch_seconds * encoder.sample_rate)
+    buckets = LengthBuckets(batch_size, max_samples, 4 * max_samples)
+    dtype = LATENT_DTYPES[latent_dtype]
+
+    def flush(batch: list[tuple[Utterance, torch.Tensor]]) -> None:
+        nonlocal audio_seconds, encoded
+        latents = encoder.encode([a for _, a in batch])
+        rows = []
+        for (utt, audio), latent in zip(batch, latents):
+            save_latent(out / latent_relpath(utt.uid), latent,
+                        LatentMeta(num_samples=audio.numel(), **meta_base), dtype=dtype)
+            rows.append(make_row(utt, latent.shape[-1], audio.numel()))
+            audio_seconds += audio.numel() / encoder.sample_rate
+        part.commit(rows, [latent.to(dtype).float() for latent in latents])
+        progress.update(len(batch))
+        encoded += len(batch)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        progress.set_postfix_str(f"{encoded / elapsed:.1f} utt/s, "
+                                 f"{audio_seconds / 3600 / elapsed:.4f} audio-h/s, {audio_seconds / elapsed:.0f}x RT")
+
+    for utt, audio in loader:
+        if isinstance(audio, str):
+            failures += 1
+            part.record_failure(utt.audio_path, audio)
+            progress.write(f"skipped {utt.audio_path}: {audio}", file=sys.stderr)
+            progress.update(1)
+            continue
+        for batch in buckets.add(encoder.num_frames(audio.numel()), utt, audio):
+            flush(batch)
+    for batch in buckets.drain():
+        flush(batch)
+    progress.close()
+
+    # 3. merge: rank 0 waits for every rank's marker (no collective timeout on long exports)
+    done_marker.write_text("done\n")
+    summary: dict[str, Any] = {"failed_here": failures}
+    if dist.is_main:
+        markers = [out / "parts" / f"{dist.world_size}x{r}.done" for r in range(dist.world_size)]
+        while not all(m.is_file() for m in markers):
+            time.sleep(poll_seconds)
+        summary.update(merge_parts(out, [u.uid for u in utterances], latent_dim))
+        summary["audio_seconds_this_run"] = audio_seconds
+    distributed.barrier()
+    distributed.cleanup()
+    return summary
+
+
+@click.command("export", help=__doc__.split("\n\n")[0])
+@click.option("--filelist", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Lines 'path' or 'path|text'.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl).")
+@ae_options
+@click.option("--vocoder", default=None, help="BigVGAN folder/config.json/hub id, for its mel settings only "
+                                              "(default: packaged bigvgan_v2_22khz_80band_256x config).")
+@runtime_options
+@click.option("--latent-dtype", type=click.Choice(sorted(LATENT_DTYPES)), default="float32", show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
+@click.option("--max-batch-seconds", type=float, default=320.0, show_default=True, help="Audio seconds per batch (at most).")
+@click.option("--num-workers", type=int, default=2, show_default=True, help="Audio decoding worker processes.")
+def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: str | None, vocoder: str | None,
+                   device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
+                   num_workers: int) -> None:
+    try:
+        model_path, config_path = resolve_ae_model(ae_model), resolve_ae_config(ae_config)
+        mel_config = resolve_mel_config(vocoder)
+        summary = run_export(filelist, out, model_path, config_path, mel_config, device, precision, latent_dtype,
+                             batch_size, max_batch_seconds, num_workers)
+    except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    if "utterances" in summary:
+        click.echo(f"{out}: {summary['utterances']} utterances, {summary['frames']} latent frames, "
+                   f"{summary['failed']} failed (see failed.jsonl)", err=True)
+        if summary["failed"]:
+            sys.exit(1)
+    elif summary["failed_here"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    export_command()
