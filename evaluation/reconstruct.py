@@ -40,16 +40,6 @@ def relative_names(paths: list[Path]) -> list[str]:
     return [p.relative_to(root).as_posix() for p in absolute]
 
 
-def _load_wrapper(ae_model, ae_config, vocoder, device, precision):
-    from dcae.hub import ModelNotFound
-    from inference import DCAEInferenceWrapper
-
-    try:
-        return DCAEInferenceWrapper(ae_model, ae_config, vocoder, precision=precision, device=device)
-    except (ModelNotFound, FileNotFoundError, ValueError) as e:
-        raise click.ClickException(str(e).splitlines()[0]) from None
-
-
 def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None = None, ae_config: str | None = None,
                          vocoder: str | None = None, device: str | None = None, precision: str = "fp32",
                          progress: bool = True) -> tuple[list[ReconstructionJob], list[Row]]:
@@ -58,6 +48,7 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
     Returns the jobs that produced audio, and an error row for each file that could not be
     read or reconstructed (the run goes on).
     """
+    from inference import build_wrapper
     from preprocess.filelist import FilelistError, read_filelist
     from vocoder.audio import AudioError, check_audio, load_audio, save_audio
 
@@ -67,7 +58,7 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
         raise click.ClickException(str(e)) from None
     if not entries:
         raise click.ClickException(f"{filelist}: the filelist is empty")
-    wrapper = _load_wrapper(ae_model, ae_config, vocoder, device, precision)
+    wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)  # model errors: one line, exit 2
     rate = wrapper.sample_rate
     jobs, failures = [], []
     names = relative_names([e.path for e in entries])
@@ -75,11 +66,11 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
         output_name = str(Path(name).with_suffix(".wav"))
         try:
             audio = load_audio(entry.path, rate)
-            check_audio(audio, entry.path, min_samples=wrapper.vocoder.hop_length * 16)
+            check_audio(audio, entry.path, min_samples=wrapper.transform.n_fft)
             with torch.inference_mode():
-                batch = audio[None].to(wrapper.vocoder.device)
+                batch = audio[None].to(wrapper.device)
                 reconstructed = wrapper(batch, rate)[0]
-                copy = wrapper.vocoder(wrapper.vocoder.mel(batch))[0]
+                copy = wrapper.vocoder_model(wrapper.transform(batch))[0]
         except AudioError as e:
             failures.append(empty_row(name, str(e)))
             continue
