@@ -51,15 +51,15 @@ def _failed(summary: dict) -> bool:
 
 
 def _mel_figures(out: Path, rows: list[Row], panels_for: Callable[[str], list[tuple[str, Path]]], count: int) -> None:
-    from evaluation.metrics import MEL_RATE, log_mel
+    from evaluation.metrics import MEL_RATE, MetricError, log_mel
     from evaluation.plots import describe, pick_examples, plot_mel_comparison
-    from vocoder.audio import AudioError, load_audio
+    from evaluation.scoring import read_native
+    from vocoder.audio import AudioError
 
     for index, row in enumerate(pick_examples(rows, count)):
         try:
-            panels = [(title, log_mel(load_audio(path, MEL_RATE).numpy(), MEL_RATE).numpy())
-                      for title, path in panels_for(row["file"])]
-        except AudioError as e:
+            panels = [(title, log_mel(*read_native(path)).numpy()) for title, path in panels_for(row["file"])]
+        except (AudioError, MetricError) as e:
             click.echo(f"warning: no mel figure for {row['file']}: {e}", err=True)
             continue
         plot_mel_comparison(out / "plots" / f"mel_{index:02d}.png", describe(row), panels, 256 / MEL_RATE)
