@@ -59,11 +59,22 @@ class MelSpectrogram(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return (num_samples + 2 * self.padding - self.n_fft) // self.hop_length + 1
 
+    def pad(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, samples + 2 * padding), reflect-padded as BigVGAN does."""
+        return F.pad(audio.float().unsqueeze(1), (self.padding, self.padding), mode="reflect").squeeze(1)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.ndim == 1:
             audio = audio.unsqueeze(0)
-        audio = audio.float()
-        padded = F.pad(audio.unsqueeze(1), (self.padding, self.padding), mode="reflect").squeeze(1)
+        return self.from_padded(self.pad(audio))
+
+    def from_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """Mel of an already padded signal (B, samples) -> (B, n_mels, (samples - n_fft) // hop + 1).
+
+        Mel frame ``f`` of the whole signal uses padded samples ``[f * hop, f * hop + n_fft)``, so
+        frames ``[f0, f1)`` are ``from_padded(padded[:, f0 * hop : f1 * hop + n_fft - hop])``:
+        chunked computation gives the same frames as whole-signal computation.
+        """
         spec = torch.stft(padded, self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
                           window=self.window, center=False, normalized=False, onesided=True, return_complex=True)
         magnitude = torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + MAGNITUDE_EPS)
