@@ -1,0 +1,116 @@
+"""``dcae tts``: synthesise latents (or audio) with a trained TTS run folder."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from dcae.cli_options import model_options
+from dcae.latent_file import LatentFileError, LatentMeta, load_latent, save_latent
+
+from .run import RunError, load_run
+from .synthesize import SynthesisError, stream_frames, synthesize
+
+STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _latent_meta(info: dict, frames: int) -> LatentMeta:
+    return LatentMeta(sample_rate=int(info["sample_rate"]), hop_length=int(info["hop_length"]),
+                      frame_rate=float(info["frame_rate"]),
+                      num_samples=round(frames * float(info["sample_rate"]) / float(info["frame_rate"])),
+                      model=str(info.get("model", "")))
+
+
+@click.command("tts")
+@click.option("--checkpoint", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="TTS run folder written by python -m tts.train (newest checkpoint is used).")
+@click.option("--step", type=int, default=None, help="Use the checkpoint of this step instead of the newest.")
+@click.option("--text", required=True, help="Text to speak.")
+@click.option("--frames", type=int, default=None,
+              help="Number of latent frames to make (default: AR stops by itself; flow uses its duration rule).")
+@click.option("--prompt-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Latent file (.safetensors from dcae encode/export) whose voice to continue.")
+@click.option("--prompt-text", default=None, help="Transcript of --prompt-latent (needed with it).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, default=None, help="Flow steps (default: 10 for AR frames, 32 for the flow model).")
+@click.option("--cfg-scale", type=float, default=None, help="Classifier-free guidance (1: none; default 1.5 AR, 2.0 flow).")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the starting noise.")
+@click.option("--max-frames", type=int, default=None, help="AR: stop after this many frames at most.")
+@click.option("--out-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the latent (80, frames) here (.safetensors).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write audio (WAV) here; decodes with --ae-model/--ae-config/--vocoder.")
+@model_options
+def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, prompt_latent: Path | None,
+                prompt_text: str | None, seed: int, steps: int | None, cfg_scale: float | None, temperature: float,
+                max_frames: int | None, out_latent: Path | None, output: Path | None, ae_model: str | None,
+                ae_config: str | None, vocoder: str | None, device: str | None, precision: str) -> None:
+    """Synthesize latents or audio with a trained TTS run."""
+    if out_latent is None and output is None:
+        _fail("give --out-latent F.safetensors and/or -o out.wav")
+    if frames is not None and frames < 1:
+        _fail("--frames must be at least 1")
+    tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        run = load_run(run_dir, tts_device, step)
+    except RunError as e:
+        _fail(str(e))
+    prompt = None
+    if prompt_latent is not None:
+        try:
+            prompt, _ = load_latent(prompt_latent)
+        except LatentFileError as e:
+            _fail(str(e))
+    args = dict(prompt=prompt, prompt_text=prompt_text, frames=frames, seed=seed, steps=steps,
+                temperature=temperature, cfg_scale=cfg_scale, max_frames=max_frames)
+    wrapper = None
+    if output is not None:
+        from inference import build_wrapper
+
+        wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
+        if wrapper.latent_dim != run.stats.dim:
+            _fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
+    try:
+        if wrapper is not None and run.kind == "ar":
+            latent, audio = _stream_to_audio(wrapper, stream_frames(run, text, **args))
+        else:
+            latent = synthesize(run, text, **args).cpu()
+            audio = wrapper.decode(latent[None])[0] if wrapper is not None else None
+    except SynthesisError as e:
+        _fail(str(e))
+    if out_latent is not None:
+        save_latent(out_latent, latent, _latent_meta(run.latent_info, latent.shape[1]))
+    if output is not None:
+        from vocoder.audio import save_audio
+
+        save_audio(output, audio, wrapper.sample_rate)
+    seconds = latent.shape[1] / float(run.latent_info["frame_rate"])
+    click.echo(f"{latent.shape[1]} latent frames ({seconds:.2f} s) from {run.kind} run step {run.step}", err=True)
+
+
+def _stream_to_audio(wrapper, frames) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode AR frames chunk by chunk as they arrive: -> (latent (D, T), audio (samples,))."""
+    latent: list[torch.Tensor] = []
+
+    def chunks():
+        buffer = []
+        for frame in frames:
+            latent.append(frame.cpu())
+            buffer.append(frame.cpu())
+            if len(buffer) == STREAM_CHUNK:
+                yield torch.stack(buffer, dim=1)[None]
+                buffer = []
+        if buffer:
+            yield torch.stack(buffer, dim=1)[None]
+
+    pieces = [a[0] for a in wrapper.stream_decode(chunks())]
+    if not latent:
+        raise SynthesisError("the model stopped before making any frame")
+    return torch.stack(latent, dim=1), torch.cat(pieces, dim=-1)

@@ -1,0 +1,118 @@
+"""A TTS run folder: everything needed to rebuild a trained model and synthesise with it.
+
+    RUN/config.json        resolved TTSTrainConfig (``--config RUN/config.json`` reruns it)
+    RUN/model.json         {"kind": "ar"|"flow", "config": ARConfig/FlowConfig fields}
+    RUN/vocab.json         text front end (kind, symbols)
+    RUN/stats.json         latent mean/std used to normalise the training data
+    RUN/latent.json        frames_per_token (duration rule) and the latents' sample/frame rate
+    RUN/checkpoints/{model,optimizer,state}_{step}.pt
+    RUN/logs/              TensorBoard
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dcae.utils.atomic import atomic_write_json
+from dcae.utils.checkpoints import CheckpointManager
+
+from .ar_model import ARConfig, ARTTS
+from .data import LatentStats, ManifestError
+from .flow_model import FlowConfig, FlowTTS
+from .text import FrontendError, TextFrontend
+
+CHECKPOINT_FILES = ["model", "optimizer", "state"]
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used; the message names the file and the reason."""
+
+
+def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
+    if kind == "ar":
+        return ARTTS(ARConfig(**config))
+    if kind == "flow":
+        return FlowTTS(FlowConfig(**config))
+    raise RunError(f"unknown model kind {kind!r} (ar or flow)")
+
+
+def model_config(kind: str, train_cfg: Any, vocab_size: int, latent_dim: int, frames_per_token: float) -> dict[str, Any]:
+    """The model's own config from a :class:`tts.config.TTSTrainConfig`."""
+    cls = ARConfig if kind == "ar" else FlowConfig
+    fields = {k: getattr(train_cfg, k) for k in cls.__dataclass_fields__ if hasattr(train_cfg, k)}
+    fields.update(vocab_size=vocab_size, latent_dim=latent_dim)
+    if kind == "ar":
+        fields["frames_per_token"] = frames_per_token if train_cfg.aligned_positions else None
+    return asdict(cls(**fields))
+
+
+def checkpoint_manager(directory: str | Path, keep: int = 3) -> CheckpointManager:
+    return CheckpointManager(Path(directory) / "checkpoints", CHECKPOINT_FILES, keep=keep)
+
+
+def save_run_files(directory: str | Path, kind: str, config: dict[str, Any], frontend: TextFrontend,
+                   stats: LatentStats, latent_info: dict[str, Any]) -> None:
+    directory = Path(directory)
+    atomic_write_json(directory / "model.json", {"kind": kind, "config": config})
+    frontend.save(directory / "vocab.json")
+    stats.save(directory / "stats.json")
+    atomic_write_json(directory / "latent.json", latent_info)
+
+
+@dataclass
+class TTSRun:
+    """A loaded run: ``model`` in eval mode plus what synthesis needs around it."""
+
+    directory: Path
+    kind: str
+    model: nn.Module
+    frontend: TextFrontend
+    stats: LatentStats
+    latent_info: dict[str, Any]  # frames_per_token, sample_rate, hop_length, frame_rate, model
+    step: int
+
+    @property
+    def frames_per_token(self) -> float:
+        return float(self.latent_info["frames_per_token"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise RunError(f"{path}: cannot read ({e.strerror}); is {path.parent} a TTS run folder?") from None
+    except ValueError as e:
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_run(directory: str | Path, device: str | torch.device = "cpu", step: int | None = None) -> TTSRun:
+    """Rebuild the model of a run folder from its newest (or the given) checkpoint. Raises :class:`RunError`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory}: run folder not found")
+    spec = _read_json(directory / "model.json")
+    latent_info = _read_json(directory / "latent.json")
+    try:
+        frontend = TextFrontend.load(directory / "vocab.json")
+        stats = LatentStats.load(directory / "stats.json")
+    except (FrontendError, ManifestError) as e:
+        raise RunError(str(e)) from None
+    try:
+        model = build_model(spec["kind"], spec["config"])
+    except (KeyError, TypeError) as e:
+        raise RunError(f"{directory / 'model.json'}: not a model description ({e})") from None
+    manager = checkpoint_manager(directory)
+    step = manager.latest_step(["model"]) if step is None else step
+    if step is None or not manager.path("model", step).is_file():
+        raise RunError(f"{directory / 'checkpoints'}: no model checkpoint{'' if step is None else f' for step {step}'}")
+    try:
+        model.load_state_dict(manager.load("model", step))
+    except (RuntimeError, OSError) as e:
+        raise RunError(f"{manager.path('model', step)}: cannot load ({str(e).splitlines()[0]})") from None
+    return TTSRun(directory=directory, kind=spec["kind"], model=model.to(device).eval(), frontend=frontend,
+                  stats=stats, latent_info=latent_info, step=step)
