@@ -25,7 +25,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dcae import load_dcae
 from dcae.checkpoint import CheckpointError
 from dcae.cli_options import ae_options, runtime_options
 from dcae.config import ConfigError, DCAEConfig
@@ -35,8 +34,7 @@ from dcae.latent_store import StorePart, done_rows, latent_relpath, merge_parts,
 from dcae.utils import distributed
 from dcae.utils.atomic import atomic_write_json
 from vocoder.audio import AudioError, check_audio, load_audio
-from vocoder.mel import PACKAGED_CONFIG as PACKAGED_VOCODER_CONFIG
-from vocoder.mel import MelSpectrogram, load_bigvgan_config
+from vocoder.mel import load_bigvgan_config
 
 LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -70,28 +68,29 @@ class AudioLoader(Dataset):
 
 
 class LatentEncoder:
-    """Audio batches -> latents, exactly as ``DCAEInferenceWrapper.encode`` computes them:
-    zero-pad to a multiple of hop * compression samples, BigVGAN mel, DC-AE encoder + LayerNorm."""
+    """Audio batches -> latents through ``DCAEInferenceWrapper.encode`` (no vocoder weights loaded):
+    zero-padding to whole latent frames, BigVGAN mel, DC-AE encoder + LayerNorm, and chunked
+    encoding of long utterances so memory stays bounded."""
 
-    def __init__(self, ae_model: Path, ae_config: Path, mel_config: Path, device: torch.device, precision: str):
-        self.model = load_dcae(ae_model, ae_config, device=device, precision=precision)
-        self.mel = MelSpectrogram(mel_config).to(device)
-        self.device = device
-        self.sample_rate = self.mel.sample_rate
-        self.hop_length = self.mel.hop_length
-        self.samples_per_frame = self.mel.hop_length * self.model.compression
+    def __init__(self, ae_model: Path, ae_config: Path, mel_config_dir: Path | None, device: torch.device,
+                 precision: str):
+        from inference import DCAEInferenceWrapper
+
+        self.wrapper = DCAEInferenceWrapper(ae_model, ae_config, mel_config_dir, precision=precision, device=device,
+                                            with_vocoder=False)
+        self.sample_rate = self.wrapper.sample_rate
+        self.hop_length = self.wrapper.hop_length
+        self.latent_dim = self.wrapper.latent_dim
+        self.samples_per_frame = self.wrapper.padding_factor
 
     def num_frames(self, num_samples: int) -> int:
-        return -(-num_samples // self.samples_per_frame)
+        return self.wrapper.num_frames(num_samples)
 
-    @torch.inference_mode()
     def encode(self, audios: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Equal-frame-count utterances [(samples,)] -> [(latent_dim, frames)] (float32, CPU)."""
-        length = self.num_frames(audios[0].numel()) * self.samples_per_frame
-        batch = torch.stack([torch.nn.functional.pad(a, (0, length - a.numel())) for a in audios]).to(self.device)
-        latent = self.model.encode(self.mel(batch))                         # (B, C, F, frames)
-        latent = latent.reshape(latent.shape[0], -1, latent.shape[-1]).float().cpu()
-        return list(latent)
+        """Utterances with equal frame counts [(samples,)] at 22050 Hz -> [(latent_dim, frames)] float32 CPU."""
+        length = max(a.numel() for a in audios)
+        batch = torch.stack([torch.nn.functional.pad(a, (0, length - a.numel())) for a in audios])
+        return list(self.wrapper.encode(batch, self.sample_rate).float().cpu())
 
 
 class LengthBuckets:
@@ -137,19 +136,18 @@ def read_utterances(filelist: Path) -> list[Utterance]:
     return out
 
 
-def resolve_mel_config(vocoder: str | None) -> Path:
-    """The vocoder's config.json only: a folder, a JSON file, a hub id, or the packaged default."""
-    if vocoder in (None, ""):
-        return PACKAGED_VOCODER_CONFIG
+def resolve_mel_config_dir(vocoder: str | None) -> Path | None:
+    """A folder holding the vocoder's config.json (only that file is needed), or None for the
+    packaged bigvgan_v2_22khz_80band_256x config."""
+    if vocoder in (None, "", DEFAULT_VOCODER_REPO):
+        return None
     p = Path(vocoder)
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise ModelNotFound(f"{p}: vocoder folder has no config.json")
-        return p / "config.json"
-    if p.is_file():
         return p
     if vocoder.count("/") == 1 and not vocoder.startswith((".", "/")):
-        return hub_download(vocoder, "config.json", "--vocoder")
+        return hub_download(vocoder, "config.json", "--vocoder").parent
     raise ModelNotFound(f"{vocoder}: vocoder folder not found (pass a folder with config.json, or {DEFAULT_VOCODER_REPO})")
 
 
@@ -167,7 +165,8 @@ def check_settings(out: Path, settings: dict[str, Any], is_main: bool) -> None:
         atomic_write_json(path, settings)
 
 
-def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_config: Path, device: str | None,
+def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_config_dir: Path | None,
+               device: str | None,
                precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
                num_workers: int, poll_seconds: float = 2.0) -> dict[str, Any]:
     """Export this rank's share of ``filelist`` into ``out``; rank 0 merges. Returns the summary."""
@@ -178,9 +177,9 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
     done_marker.unlink(missing_ok=True)
     distributed.barrier()
 
-    encoder = LatentEncoder(ae_model, ae_config, mel_config, dist.device, precision)
+    encoder = LatentEncoder(ae_model, ae_config, mel_config_dir, dist.device, precision)
     model_hash = weights_hash(ae_model)
-    mel_h = load_bigvgan_config(mel_config)
+    mel_h = load_bigvgan_config(mel_config_dir)
     check_settings(out, {"model": model_hash, "ae_config": DCAEConfig.from_json(ae_config).to_dict(),
                          "mel": {k: mel_h.get(k) for k in ("sampling_rate", "n_fft", "num_mels", "hop_size",
                                                              "win_size", "fmin", "fmax")},
@@ -189,7 +188,7 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
                      frame_rate=encoder.sample_rate / encoder.samples_per_frame, model=model_hash)
     utterances = read_utterances(filelist)
     mine = utterances[dist.rank::dist.world_size]
-    latent_dim = encoder.model.config.latent_channels * (encoder.mel.n_mels // encoder.model.compression)
+    latent_dim = encoder.latent_dim
     part = StorePart.open(out, part_name, latent_dim)
     finished = done_rows(out)
 
@@ -288,8 +287,8 @@ def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: s
                    num_workers: int) -> None:
     try:
         model_path, config_path = resolve_ae_model(ae_model), resolve_ae_config(ae_config)
-        mel_config = resolve_mel_config(vocoder)
-        summary = run_export(filelist, out, model_path, config_path, mel_config, device, precision, latent_dtype,
+        mel_config_dir = resolve_mel_config_dir(vocoder)
+        summary = run_export(filelist, out, model_path, config_path, mel_config_dir, device, precision, latent_dtype,
                              batch_size, max_batch_seconds, num_workers)
     except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:
         raise click.ClickException(str(e)) from None
