@@ -70,8 +70,9 @@ def stream_frames(run: TTSRun, text: str, prompt: torch.Tensor | None = None, pr
 
 def target_frames(run: TTSRun, text: str, prompt: torch.Tensor | None = None, prompt_text: str | None = None) -> int:
     """Length rule for the flow model: frames per token (of the prompt, or fitted on the training data) x tokens."""
-    prompt_ids, target, prompt_n = _prepare(run, text, prompt, prompt_text)
-    rate = prompt_n.shape[0] / max(1, len(prompt_ids)) if prompt_n is not None else run.frames_per_token
+    _, target, prompt_n = _prepare(run, text, prompt, prompt_text)
+    rate = (prompt_n.shape[0] / max(1, len(run.frontend.encode(prompt_text))) if prompt_n is not None
+            else run.frames_per_token)
     return max(1, round(rate * len(target)))
 
 

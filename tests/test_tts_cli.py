@@ -1,0 +1,147 @@
+"""python -m tts.train (run folder, resume, errors) and dcae tts --out-latent."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dcae.cli import main as dcae_main
+from dcae.latent_file import load_latent, save_latent
+from tts.run import checkpoint_manager, load_run
+from tts.synthetic import SyntheticCorpus
+from tts.train import main as train_main
+
+from .conftest import REPO
+
+CORPUS = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    return CORPUS.write(tmp_path_factory.mktemp("toy"), CORPUS.random_texts(24, seed=1, max_len=6))
+
+
+def train(manifest: Path, out: Path, kind: str, steps: int, *extra: str) -> int:
+    return train_main(["--model", kind, "--manifest", str(manifest), "--output-dir", str(out), "--preset", "tiny",
+                       "--max-steps", str(steps), "--save-interval", "5", "--batch-size", "8", *extra])
+
+
+@pytest.fixture(scope="module", params=["ar", "flow"])
+def trained_run(request, manifest, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp(f"run_{request.param}")
+    assert train(manifest, out, request.param, 10) == 0
+    return out
+
+
+def test_run_folder_holds_everything(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "model.json", "vocab.json", "stats.json", "latent.json", "checkpoints", "logs"} <= names
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["max_steps"] == 10 and config["width"] == 64  # tiny preset + flag, resolved
+    info = json.loads((trained_run / "latent.json").read_text())
+    assert info["frames_per_token"] == pytest.approx(2.0) and info["latent_dim"] == 8
+    assert checkpoint_manager(trained_run).complete_steps() == [5, 10]
+    assert list((trained_run / "logs").iterdir())  # TensorBoard events
+    run = load_run(trained_run)
+    assert run.step == 10 and run.stats.dim == 8
+
+
+def test_resume_continues_from_newest_checkpoint(manifest, tmp_path):
+    assert train(manifest, tmp_path, "ar", 5) == 0
+    weights_5 = checkpoint_manager(tmp_path).load("model", 5)
+    assert train(manifest, tmp_path, "ar", 10) == 0
+    state = checkpoint_manager(tmp_path).load("state", 10)
+    assert state["step"] == 10 and state["scheduler"]["last_epoch"] == 10
+    weights_10 = checkpoint_manager(tmp_path).load("model", 10)
+    assert any(not torch.equal(weights_5[k], weights_10[k]) for k in weights_5)
+    # the saved config reruns the same training
+    assert train_main(["--config", str(tmp_path / "config.json"), "--max-steps", "15"]) == 0
+    assert checkpoint_manager(tmp_path).latest_step() == 15
+
+
+def test_train_errors_are_one_line(manifest, tmp_path, capsys):
+    assert train_main(["--model", "ar", "--manifest", str(tmp_path / "nope.jsonl"), "--output-dir", str(tmp_path)]) == 2
+    assert train_main(["--model", "gan", "--manifest", str(manifest), "--output-dir", str(tmp_path)]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "latent_path": "missing.safetensors", "num_frames": 3}\n')
+    assert train_main(["--model", "ar", "--manifest", str(bad), "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert "nope.jsonl" in err[0] and "'gan'" in err[1] and "no text" in err[2]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(dcae_main, ["tts", *args], catch_exceptions=False)
+
+
+def test_dcae_tts_writes_latent(trained_run, tmp_path):
+    out = tmp_path / "out.safetensors"
+    result = invoke("--checkpoint", str(trained_run), "--text", "abba cd", "--frames", "9", "--seed", "3",
+                    "--out-latent", str(out), "--steps", "2")
+    assert result.exit_code == 0, result.output
+    latent, meta = load_latent(out)
+    assert latent.shape == (8, 9) and meta.model == "synthetic" and meta.num_samples == 9 * 4096
+    again = tmp_path / "again.safetensors"
+    assert invoke("--checkpoint", str(trained_run), "--text", "abba cd", "--frames", "9", "--seed", "3",
+                  "--out-latent", str(again), "--steps", "2").exit_code == 0
+    torch.testing.assert_close(load_latent(again)[0], latent)  # same seed, same latent
+
+
+def test_dcae_tts_prompt_and_default_length(trained_run, tmp_path):
+    prompt = tmp_path / "prompt.safetensors"
+    save_latent(prompt, CORPUS.truth("dab").T, load_latent(_any_latent(trained_run))[1])
+    out = tmp_path / "out.safetensors"
+    result = invoke("--checkpoint", str(trained_run), "--text", "cab", "--prompt-latent", str(prompt),
+                    "--prompt-text", "dab", "--out-latent", str(out), "--steps", "2", "--max-frames", "12")
+    assert result.exit_code == 0, result.output
+    frames = load_latent(out)[0].shape[1]
+    run = load_run(trained_run)
+    if run.kind == "flow":
+        assert frames == 6  # the prompt's own rate: 6 frames for 3 characters -> 6 for "cab"
+    else:
+        assert 1 <= frames <= 12
+
+
+def _any_latent(run_dir: Path) -> Path:
+    manifest = Path(json.loads((run_dir / "config.json").read_text())["manifest"])
+    return next((manifest.parent / "latents").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text", "ab"], "--out-latent"),
+    (["--text", "ab", "--out-latent", "x.safetensors", "--prompt-latent", "{latent}"], "--prompt-text"),
+    (["--text", "  ", "--out-latent", "x.safetensors"], "text is empty"),
+])
+def test_dcae_tts_errors(trained_run, tmp_path, args, message):
+    args = [a.replace("{latent}", str(_any_latent(trained_run))) for a in args]
+    result = invoke("--checkpoint", str(trained_run), *args)
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_dcae_tts_bad_run_folder(tmp_path):
+    result = invoke("--checkpoint", str(tmp_path), "--text", "ab", "--out-latent", str(tmp_path / "x.safetensors"))
+    assert result.exit_code == 2 and "model.json" in result.output
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(manifest, tmp_path):
+    """DDP on the CPU (gloo): two ranks train and the main one writes the checkpoints."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tts.train", "--model", "flow",
+           "--manifest", str(manifest), "--output-dir", str(tmp_path), "--preset", "tiny", "--max-steps", "6",
+           "--save-interval", "3", "--batch-size", "4", "--cpu-threads", "1"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert checkpoint_manager(tmp_path).complete_steps() == [3, 6]

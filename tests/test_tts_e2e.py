@@ -1,0 +1,96 @@
+"""End to end on recorded speech: audio -> tiny VAE latents (dcae export) -> tiny TTS -> dcae tts -o out.wav.
+
+Quality is not the point (random tiny autoencoder and a small random BigVGAN in NVIDIA's layout);
+the pipeline must run and write audio whose length matches the latent frames it made.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from dcae.cli import main as dcae_main
+from dcae.latent_file import load_latent
+from tts.train import main as train_main
+
+from .conftest import TINY_CONFIG, VOCODER_CONFIG
+
+SAMPLES_PER_FRAME = 256 * 16
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    from bigvgan.bigvgan import BigVGAN
+    from bigvgan.env import AttrDict
+
+    from dcae import DCAEWrapper
+    from dcae.checkpoint import save_generator
+    from vocoder.mel import load_bigvgan_config
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    save_generator(DCAEWrapper(TINY_CONFIG), root / "generator_1.pt")
+    config = dict(load_bigvgan_config(VOCODER_CONFIG))  # same mel front end, far fewer channels
+    config.update(upsample_initial_channel=64, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]])
+    vocoder_dir = root / "bigvgan_small"
+    vocoder_dir.mkdir()
+    (vocoder_dir / "config.json").write_text(json.dumps(config))
+    torch.save({"generator": BigVGAN(AttrDict(config)).state_dict()}, vocoder_dir / "bigvgan_generator.pt")
+    return {"ae_model": root / "generator_1.pt", "vocoder": vocoder_dir}
+
+
+def text_from_name(path: Path) -> str:
+    """The prompts are named after what they say: 'agent-alreadyon.wav' -> 'agent alreadyon'."""
+    return re.sub(r"[-_]+", " ", path.stem).strip()
+
+
+@pytest.fixture(scope="module")
+def latents(models, speech_dir, tmp_path_factory) -> Path:
+    import export
+
+    root = tmp_path_factory.mktemp("speech_latents")
+    files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if 0.5 < sf.info(p).duration < 4.0][:24]
+    if len(files) < 8:
+        pytest.skip("too few short recordings in the speech folder")
+    filelist = root / "filelist.txt"
+    filelist.write_text("".join(f"{p}|{text_from_name(p)}\n" for p in files))
+    result = CliRunner().invoke(export.export_command, [
+        "--filelist", str(filelist), "--out", str(root / "out"), "--ae-model", str(models["ae_model"]),
+        "--ae-config", str(TINY_CONFIG), "--vocoder", str(models["vocoder"]), "--num-workers", "0",
+        "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return root / "out" / "manifest.jsonl"
+
+
+@pytest.mark.parametrize("kind", ["ar", "flow"])
+def test_speech_latents_to_tts_audio(kind, latents, models, tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(["--model", kind, "--manifest", str(latents), "--output-dir", str(tmp_path / "run"),
+                           "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    wav, latent_file = tmp_path / "out.wav", tmp_path / "out.safetensors"
+    args = ["tts", "--checkpoint", str(tmp_path / "run"), "--text", "agent logged on", "-o", str(wav),
+            "--out-latent", str(latent_file), "--ae-model", str(models["ae_model"]), "--ae-config", str(TINY_CONFIG),
+            "--vocoder", str(models["vocoder"]), "--device", "cpu", "--steps", "4", "--max-frames", "30"]
+    result = CliRunner().invoke(dcae_main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    latent, meta = load_latent(latent_file)
+    audio, sr = sf.read(wav)
+    assert latent.shape[0] == 80 and latent.shape[1] >= 1 and torch.isfinite(latent).all()
+    assert sr == 22050 and audio.ndim == 1
+    assert len(audio) == latent.shape[1] * SAMPLES_PER_FRAME == meta.num_samples
+    if kind == "flow":  # the duration rule: frames per character fitted on the corpus
+        rate = json.loads((tmp_path / "run" / "latent.json").read_text())["frames_per_token"]
+        assert latent.shape[1] == max(1, round(rate * len("agent logged on")))
+    # a fixed length is honoured by both models
+    result = CliRunner().invoke(dcae_main, [*args[:-4], "--frames", "5", "--steps", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(sf.read(wav)[0]) == 5 * SAMPLES_PER_FRAME
