@@ -33,11 +33,22 @@ def models(tmp_path_factory):
     return root
 
 
-def reference_pipeline(root, config_path, audio: torch.Tensor) -> torch.Tensor:
-    """The reference inference.py, written out with diffusers and the bigvgan wheel."""
+def reference_pipeline(root, config_path, audio: torch.Tensor, models=None):
+    """The reference inference.py, written out with diffusers and the bigvgan wheel -> (audio, latent)."""
+    ae, norm, voc, h = models if models is not None else reference_models(root, config_path)
+    with torch.inference_mode():
+        x = audio.unsqueeze(0)
+        x = torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 4096))
+        from bigvgan.meldataset import get_mel_spectrogram
+        latent = ae.model.encode(get_mel_spectrogram(x, h).unsqueeze(1)).latent
+        latent = norm(latent.transpose(1, -1)).transpose(1, -1)
+        return voc(ae.model.decode(latent).sample.squeeze(1)).squeeze(1), latent
+
+
+def reference_models(root, config_path):
+    """(AE with weight norm removed, latent LayerNorm, BigVGAN, BigVGAN config) loaded the reference way."""
     from bigvgan.bigvgan import BigVGAN
     from bigvgan.env import AttrDict
-    from bigvgan.meldataset import get_mel_spectrogram
     from diffusers import AutoencoderDC
     from torch.nn.utils.parametrizations import weight_norm
     from torch.nn.utils.parametrize import remove_parametrizations
@@ -59,13 +70,7 @@ def reference_pipeline(root, config_path, audio: torch.Tensor) -> torch.Tensor:
     voc.load_state_dict(torch.load(root / "vocoder" / "bigvgan_generator.pt", weights_only=True)["generator"])
     with contextlib.redirect_stdout(io.StringIO()):
         voc.remove_weight_norm()
-    voc.eval()
-    with torch.inference_mode():
-        x = audio.unsqueeze(0)
-        x = torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 4096))
-        latent = ae.model.encode(get_mel_spectrogram(x, h).unsqueeze(1)).latent
-        latent = norm(latent.transpose(1, -1)).transpose(1, -1)
-        return voc(ae.model.decode(latent).sample.squeeze(1)).squeeze(1), latent
+    return ae, norm, voc.eval(), h
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
