@@ -87,6 +87,12 @@ def test_speech_latents_to_tts_audio(kind, latents, models, tmp_path):
     assert latent.shape[0] == 80 and latent.shape[1] >= 1 and torch.isfinite(latent).all()
     assert sr == 22050 and audio.ndim == 1
     assert len(audio) == latent.shape[1] * SAMPLES_PER_FRAME == meta.num_samples
+    if kind == "ar":  # audio decoded chunk by chunk while frames stream == decoding the whole latent
+        from inference import DCAEInferenceWrapper
+
+        wrapper = DCAEInferenceWrapper(models["ae_model"], TINY_CONFIG, models["vocoder"], device="cpu")
+        whole = wrapper.decode(latent[None])[0].clamp(-1, 1).numpy()
+        assert abs(whole - audio).max() < 2e-4  # 16-bit WAV rounding
     if kind == "flow":  # the duration rule: frames per character fitted on the corpus
         rate = json.loads((tmp_path / "run" / "latent.json").read_text())["frames_per_token"]
         assert latent.shape[1] == max(1, round(rate * len("agent logged on")))
