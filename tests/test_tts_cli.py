@@ -70,6 +70,11 @@ def test_resume_continues_from_newest_checkpoint(manifest, tmp_path):
     # the saved config reruns the same training
     assert train_main(["--config", str(tmp_path / "config.json"), "--max-steps", "15"]) == 0
     assert checkpoint_manager(tmp_path).latest_step() == 15
+    # a changed model size cannot resume, and says so in one line
+    assert train_main(["--config", str(tmp_path / "config.json"), "--max-steps", "20", "--width", "32"]) == 2
+    assert train_main(["--config", str(tmp_path / "config.json"), "--max-steps", "20", "--model", "flow"]) == 2
+    assert json.loads((tmp_path / "config.json").read_text())["width"] == 64  # the run folder is untouched
+    assert load_run(tmp_path).step == 15
 
 
 def test_train_errors_are_one_line(manifest, tmp_path, capsys):

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from dcae.utils.atomic import atomic_write_json
 from dcae.utils.config_cli import ConfigError, parse_config, save_config
 from dcae.utils.distributed import DistInfo, barrier, cleanup, init_distributed
 from dcae.utils.schedule import cosine_schedule_with_warmup
@@ -67,7 +68,10 @@ def fit_frames_per_token(num_frames: list[int], num_tokens: list[int]) -> float:
 def prepare_run(cfg: TTSTrainConfig, log) -> None:
     """Write the run files on the first start (main process only)."""
     out = Path(cfg.output_dir)
-    if (out / "model.json").is_file():
+    if (out / "model.json").is_file():  # a restart: same vocabulary, stats and duration rule
+        kind = json.loads((out / "model.json").read_text())["kind"]
+        if kind != cfg.model:
+            raise ConfigError(f"{out}: holds a {kind} run, not --model {cfg.model}")
         return
     stats_arg = None if cfg.stats in (None, "none") else cfg.stats
     data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
@@ -106,13 +110,12 @@ def train(cfg: TTSTrainConfig) -> int:
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         prepare_run(cfg, log)
-        save_config(cfg, out / "config.json")
     barrier()
 
-    spec = json.loads((out / "model.json").read_text())
-    if spec["kind"] != cfg.model:
-        raise ConfigError(f"{out}: holds a {spec['kind']} run, not --model {cfg.model}")
     frontend = TextFrontend.load(out / "vocab.json")
+    run_info = json.loads((out / "latent.json").read_text())
+    spec = {"kind": cfg.model, "config": model_config(cfg.model, cfg, frontend.vocab_size, run_info["latent_dim"],
+                                                      run_info["frames_per_token"])}
     dataset = TokenizedLatents(LatentManifestDataset(cfg.manifest, stats_path=out / "stats.json",
                                                      max_frames=cfg.max_frames, require_text=True), frontend)
     model = build_model(spec["kind"], spec["config"]).to(device)
@@ -125,11 +128,18 @@ def train(cfg: TTSTrainConfig) -> int:
     checkpoints = checkpoint_manager(out, keep=cfg.keep_checkpoints)
     step = checkpoints.latest_step() or 0
     if step:
-        model.load_state_dict(checkpoints.load("model", step, device))
+        try:
+            model.load_state_dict(checkpoints.load("model", step, device))
+        except RuntimeError:
+            raise ConfigError(f"{checkpoints.path('model', step)}: does not fit the model these options describe "
+                              f"(size options changed? use a new --output-dir)") from None
         optimizer.load_state_dict(checkpoints.load("optimizer", step, device))
         state = checkpoints.load("state", step)
         scheduler.load_state_dict(state["scheduler"])
         log(f"resumed from step {step} ({checkpoints.path('state', step)})")
+    if info.is_main:  # options that do not change the weights' shapes may differ on a restart
+        atomic_write_json(out / "model.json", spec)
+        save_config(cfg, out / "config.json")
 
     sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed, drop_last=True) if info.is_distributed else None
     batch_size = min(cfg.batch_size, len(dataset))
