@@ -165,18 +165,19 @@ def bench_loading(args, folder: Path) -> None:
     files = {"5 s": write_tone(folder / "short.wav", 5, rate),
              f"{args.long_minutes:g} min": write_tone(folder / "long.wav", args.long_minutes * 60, rate)}
     segment = args.load_segment_samples
+    torch.set_num_threads(1)  # as in DataLoader worker processes
     print(f"\n== data loading: one random {segment}-sample segment (22050 Hz) from a {rate} Hz WAV, per sample")
     for label, path in files.items():
-        row = {}
         duration = audio_info(path).duration  # the dataset reads each header once and keeps it
-        for name, fn in (("ours (seek)", lambda: read_segment(path, segment, duration=duration)),
-                         ("reference (whole file)", lambda: reference_load(path, segment))):
-            fn()
-            n = args.load_repeats if name.startswith("ours") or label == "5 s" else max(2, args.load_repeats // 5)
-            t = time.perf_counter()
-            for _ in range(n):
+        loaders = {"ours (seek)": lambda: read_segment(path, segment, duration=duration),
+                   "reference (whole file)": lambda: reference_load(path, segment)}
+        times: dict[str, list[float]] = {name: [] for name in loaders}
+        for _ in range(args.load_repeats):  # interleaved, so load changes on a shared machine hit both
+            for name, fn in loaders.items():
+                t = time.perf_counter()
                 fn()
-            row[name] = (time.perf_counter() - t) / n
+                times[name].append(time.perf_counter() - t)
+        row = {name: statistics.median(v) for name, v in times.items()}
         ratio = row["reference (whole file)"] / row["ours (seek)"]
         print(f"{label:>8}: " + "  ".join(f"{k} {v * 1000:8.1f} ms" for k, v in row.items()) + f"  -> {ratio:.1f}x")
 
