@@ -39,6 +39,7 @@ from dcae.gan_losses import discriminator_loss, feature_matching_loss, generator
 from dcae.optim import MuonAdamW, Schedulers
 from dcae.utils.checkpoints import CheckpointManager
 from dcae.utils.config_cli import ConfigError, parse_config, save_config
+from dcae.utils.data import infinite_batches
 from dcae.utils.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from dcae.utils.schedule import cosine_schedule_with_warmup
 from preprocess.dataset import SegmentDataset, collate_segments, read_clip
@@ -326,14 +327,6 @@ def gan_step(parts: GANParts, mel: torch.Tensor, cfg: TrainConfig) -> dict:
     losses = {"loss_g": loss_g, "loss_d": loss_d, "loss_recon": loss_recon, "loss_disp": loss_disp,
               "loss_fm": loss_fm, "loss_adv": loss_adv, "grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
     return {**{k: v.detach() for k, v in losses.items()}, "finite_d": finite_d, "finite_g": finite_g}
-
-
-def infinite_batches(loader: DataLoader, sampler: DistributedSampler | None, epoch: int):
-    while True:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
 
 
 def train(cfg: TrainConfig) -> int:

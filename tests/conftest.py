@@ -39,6 +39,49 @@ def speech_files(speech_dir: Path) -> list[Path]:
     return files
 
 
+def write_tiny_generator(path: Path) -> Path:
+    """A randomly initialised tiny DC-AE generator (``TINY_CONFIG``), saved like ``generator_*.pt``."""
+    from dcae import DCAEWrapper, save_generator
+
+    save_generator(DCAEWrapper(TINY_CONFIG), path)
+    return Path(path)
+
+
+def write_small_vocoder(folder: Path, dilations: list[list[int]] = ([1],)) -> Path:
+    """A small randomly initialised BigVGAN in NVIDIA's folder layout (config.json + bigvgan_generator.pt):
+    the packaged config's mel front end, far fewer channels, one resblock kernel with ``dilations``."""
+    from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
+    from vocoder.mel import load_bigvgan_config
+
+    config = dict(load_bigvgan_config(VOCODER_CONFIG), upsample_initial_channel=64, resblock_kernel_sizes=[3],
+                  resblock_dilation_sizes=[list(d) for d in dilations])
+    return save_vocoder_folder(folder, build_generator(config), config)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory) -> Path:
+    """Path of a tiny DC-AE generator checkpoint (seed 0)."""
+    torch.manual_seed(0)
+    return write_tiny_generator(tmp_path_factory.mktemp("tiny_generator") / "generator_1.pt")
+
+
+@pytest.fixture(scope="session")
+def small_vocoder(tmp_path_factory) -> Path:
+    """Folder of a small BigVGAN in NVIDIA's layout (seed 0)."""
+    torch.manual_seed(0)
+    return write_small_vocoder(tmp_path_factory.mktemp("small_vocoder") / "bigvgan_small")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: far faster for small models on a shared CPU.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

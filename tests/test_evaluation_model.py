@@ -11,34 +11,13 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from tests.conftest import TINY_CONFIG, VOCODER_CONFIG
+from tests.conftest import TINY_CONFIG
 
 COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "error"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    from bigvgan.bigvgan import BigVGAN
-    from bigvgan.env import AttrDict
-
-    from dcae import DCAEWrapper
-    from dcae.checkpoint import save_generator
-    from vocoder.mel import load_bigvgan_config
-
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_generator(DCAEWrapper(TINY_CONFIG), root / "generator_1.pt")
-    config = dict(load_bigvgan_config(VOCODER_CONFIG))  # same mel front end, far fewer channels
-    config.update(upsample_initial_channel=64, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]])
-    vocoder_dir = root / "bigvgan_small"
-    vocoder_dir.mkdir()
-    (vocoder_dir / "config.json").write_text(json.dumps(config))
-    torch.save({"generator": BigVGAN(AttrDict(config)).state_dict()}, vocoder_dir / "bigvgan_generator.pt")
-    return {"ae_model": root / "generator_1.pt", "vocoder": vocoder_dir}
-
-
-@pytest.fixture(scope="module")
-def run(models, speech_files, tmp_path_factory):
+def run(tiny_generator, small_vocoder, speech_files, tmp_path_factory):
     pytest.importorskip("inference")
     from evaluation.cli import evaluate_command
 
@@ -52,10 +31,11 @@ def run(models, speech_files, tmp_path_factory):
     filelist.write_text(f"{sixteen}|some text\n{fortyeight}\n{corrupt}\n")
     out = root / "report"
     result = CliRunner().invoke(evaluate_command, [
-        "--filelist", str(filelist), "--ae-model", str(models["ae_model"]), "--ae-config", str(TINY_CONFIG),
-        "--vocoder", str(models["vocoder"]), "--device", "cpu", "--out", str(out), "--workers", "1",
+        "--filelist", str(filelist), "--ae-model", str(tiny_generator), "--ae-config", str(TINY_CONFIG),
+        "--vocoder", str(small_vocoder), "--device", "cpu", "--out", str(out), "--workers", "1",
         "--no-progress", "--plots", "--examples", "1"])
-    return {"out": out, "result": result, "sources": [sixteen, fortyeight], "models": models}
+    return {"out": out, "result": result, "sources": [sixteen, fortyeight],
+            "ae_model": tiny_generator, "vocoder": small_vocoder}
 
 
 def _rows(path: Path) -> dict[str, dict]:
@@ -83,7 +63,7 @@ def test_rendered_audio_is_what_the_models_produce(run):
     from inference import DCAEInferenceWrapper
     from vocoder.audio import load_audio
 
-    wrapper = DCAEInferenceWrapper(str(run["models"]["ae_model"]), str(TINY_CONFIG), str(run["models"]["vocoder"]),
+    wrapper = DCAEInferenceWrapper(str(run["ae_model"]), str(TINY_CONFIG), str(run["vocoder"]),
                                    device="cpu")
     source = run["sources"][1]
     audio = load_audio(source, 22050)[None]

@@ -4,35 +4,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 
-from dcae import DCAEWrapper, save_generator
 from dcae.latent_file import load_latent
 from inference import decode_command, encode_command, reconstruct_command
-from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
-from vocoder.mel import load_bigvgan_config
 
 TINY = "dcae/configs/tiny.json"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    torch.manual_seed(5)
-    root = tmp_path_factory.mktemp("cli_models")
-    save_generator(DCAEWrapper(TINY), root / "generator.pt")
-    h = dict(load_bigvgan_config())
-    h.update(upsample_initial_channel=64, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]])
-    save_vocoder_folder(root / "vocoder", build_generator(h), h)
-    return root
+def flags(generator, vocoder=None):
+    f = ["--ae-model", str(generator), "--ae-config", TINY, "--device", "cpu"]
+    return f + (["--vocoder", str(vocoder)] if vocoder is not None else [])
 
 
-def flags(models, with_vocoder=True):
-    f = ["--ae-model", str(models / "generator.pt"), "--ae-config", TINY, "--device", "cpu"]
-    return f + (["--vocoder", str(models / "vocoder")] if with_vocoder else [])
-
-
-def test_reconstruct_folder_with_bad_inputs(models, tmp_path, speech_files):
+def test_reconstruct_folder_with_bad_inputs(tiny_generator, small_vocoder, tmp_path, speech_files):
+    opts = flags(tiny_generator, small_vocoder)
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     sf.write(src / "sub" / "tone.wav", (0.3 * np.sin(np.arange(16000) / 7)).astype(np.float32), 16000)
@@ -41,7 +27,7 @@ def test_reconstruct_folder_with_bad_inputs(models, tmp_path, speech_files):
     (src / "empty.wav").write_bytes(b"")
     sf.write(src / "silent.wav", np.zeros(8000, np.float32), 16000)
     sf.write(src / "nan.wav", np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT")
-    result = CliRunner().invoke(reconstruct_command, [str(src), "-o", str(tmp_path / "out")] + flags(models))
+    result = CliRunner().invoke(reconstruct_command, [str(src), "-o", str(tmp_path / "out")] + opts)
     assert result.exit_code == 1, result.output
     for name, reason in [("corrupt", "not a readable audio file"), ("empty", "empty file"),
                          ("silent", "silent audio"), ("nan", "audio contains NaN")]:
@@ -50,25 +36,26 @@ def test_reconstruct_folder_with_bad_inputs(models, tmp_path, speech_files):
     assert sf.info(out_tone).samplerate == 22050 and sf.info(out_tone).frames == -(-16000 * 22050 // 16000)
     assert (tmp_path / "out" / "speech.wav").is_file()
     # existing outputs are skipped without -f, rewritten with -f
-    again = CliRunner().invoke(reconstruct_command, [str(src / "sub"), "-o", str(tmp_path / "out" / "sub")] + flags(models))
+    again = CliRunner().invoke(reconstruct_command, [str(src / "sub"), "-o", str(tmp_path / "out" / "sub")] + opts)
     assert again.exit_code == 0 and "1 skipped" in again.output
-    forced = CliRunner().invoke(reconstruct_command, [str(src / "sub"), "-o", str(tmp_path / "out" / "sub"), "-f"] + flags(models))
+    forced = CliRunner().invoke(reconstruct_command, [str(src / "sub"), "-o", str(tmp_path / "out" / "sub"), "-f"] + opts)
     assert forced.exit_code == 0 and "1 written" in forced.output
 
 
-def test_encode_without_vocoder_then_decode(models, tmp_path, speech_files):
+def test_encode_without_vocoder_then_decode(tiny_generator, small_vocoder, tmp_path, speech_files):
+    opts = flags(tiny_generator, small_vocoder)
     result = CliRunner().invoke(encode_command, [str(speech_files[0]), "-o", str(tmp_path / "z.safetensors")]
-                                + flags(models, with_vocoder=False))
+                                + flags(tiny_generator))
     assert result.exit_code == 0, result.output
     latent, meta = load_latent(tmp_path / "z.safetensors")
     assert latent.shape[0] == 80 and meta.sample_rate == 22050 and meta.hop_length == 256
     assert latent.shape[1] == -(-meta.num_samples // 4096) and len(meta.model) == 16
     result = CliRunner().invoke(decode_command, [str(tmp_path / "z.safetensors"), "-o", str(tmp_path / "y.wav")]
-                                + flags(models))
+                                + opts)
     assert result.exit_code == 0, result.output
     assert sf.info(tmp_path / "y.wav").frames == meta.num_samples
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
-    bad = CliRunner().invoke(decode_command, [str(tmp_path / "bad.safetensors"), "-o", str(tmp_path / "d")] + flags(models))
+    bad = CliRunner().invoke(decode_command, [str(tmp_path / "bad.safetensors"), "-o", str(tmp_path / "d")] + opts)
     assert bad.exit_code == 1 and f"error: {tmp_path / 'bad.safetensors'}: " in bad.output and "Traceback" not in bad.output
 
 

@@ -12,24 +12,20 @@ import torch.nn as nn
 from dcae import DCAEWrapper, save_generator
 from inference import DCAEInferenceWrapper
 from vocoder.audio import load_audio
-from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
 from vocoder.mel import load_bigvgan_config
+
+from .conftest import write_small_vocoder, write_tiny_generator
 
 TINY = "dcae/configs/tiny.json"
 
 
-def small_vocoder_config() -> dict:
-    h = dict(load_bigvgan_config())
-    h.update(upsample_initial_channel=64, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])
-    return h
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    """generator.pt and vocoder/ in one folder, as reference_models reads them; [[1, 3]]: two dilations per resblock."""
     torch.manual_seed(3)
     root = tmp_path_factory.mktemp("models")
-    save_generator(DCAEWrapper(TINY), root / "generator.pt")
-    save_vocoder_folder(root / "vocoder", build_generator(small_vocoder_config()), small_vocoder_config())
+    write_tiny_generator(root / "generator.pt")
+    write_small_vocoder(root / "vocoder", dilations=[[1, 3]])
     return root
 
 

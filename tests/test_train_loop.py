@@ -110,25 +110,14 @@ def test_torchrun_two_processes_on_cpu(corpus, tmp_path):
     assert len(list((tmp_path / "ckpt").glob("state_*.pt"))) == 1  # only rank 0 saves
 
 
-def test_validation_logs_mel_l1_images_audio_and_pesq_stoi(corpus, tmp_path):
+def test_validation_logs_mel_l1_images_audio_and_pesq_stoi(corpus, small_vocoder, tmp_path):
     """Validation through a (small, randomly initialised) BigVGAN saved in NVIDIA's folder layout."""
-    import json
-
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vocoder.bigvgan_loader import build_generator
-    from vocoder.mel import load_bigvgan_config
-
-    config = dict(load_bigvgan_config(None), upsample_initial_channel=64, resblock_kernel_sizes=[3],
-                  resblock_dilation_sizes=[[1]])
-    vocoder_dir = tmp_path / "bigvgan"
-    vocoder_dir.mkdir()
-    (vocoder_dir / "config.json").write_text(json.dumps(config))
-    torch.save({"generator": build_generator(config).state_dict()}, vocoder_dir / "bigvgan_generator.pt")
     val = tmp_path / "val.txt"
     val.write_text(corpus.read_text().splitlines()[1] + "\n" + corpus.read_text().splitlines()[2] + "\n")
     assert train.main(args(corpus, tmp_path, 1, "--val-dataset-path", str(val), "--val-interval", "1",
-                           "--vocoder-path", str(vocoder_dir), "--val-max-seconds", "1.0")) == 0
+                           "--vocoder-path", str(small_vocoder), "--val-max-seconds", "1.0")) == 0
     events = EventAccumulator(str(tmp_path / "runs"), size_guidance={"audio": 0, "images": 0})
     events.Reload()
     tags = events.Tags()

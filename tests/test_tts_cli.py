@@ -21,12 +21,7 @@ from .conftest import REPO
 CORPUS = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,30 +18,9 @@ from dcae.cli import main as dcae_main
 from dcae.latent_file import load_latent
 from tts.train import main as train_main
 
-from .conftest import TINY_CONFIG, VOCODER_CONFIG
+from .conftest import TINY_CONFIG
 
 SAMPLES_PER_FRAME = 256 * 16
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    from bigvgan.bigvgan import BigVGAN
-    from bigvgan.env import AttrDict
-
-    from dcae import DCAEWrapper
-    from dcae.checkpoint import save_generator
-    from vocoder.mel import load_bigvgan_config
-
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_generator(DCAEWrapper(TINY_CONFIG), root / "generator_1.pt")
-    config = dict(load_bigvgan_config(VOCODER_CONFIG))  # same mel front end, far fewer channels
-    config.update(upsample_initial_channel=64, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]])
-    vocoder_dir = root / "bigvgan_small"
-    vocoder_dir.mkdir()
-    (vocoder_dir / "config.json").write_text(json.dumps(config))
-    torch.save({"generator": BigVGAN(AttrDict(config)).state_dict()}, vocoder_dir / "bigvgan_generator.pt")
-    return {"ae_model": root / "generator_1.pt", "vocoder": vocoder_dir}
 
 
 def text_from_name(path: Path) -> str:
@@ -50,7 +29,7 @@ def text_from_name(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def latents(models, speech_dir, tmp_path_factory) -> Path:
+def latents(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
     import export
 
     root = tmp_path_factory.mktemp("speech_latents")
@@ -60,15 +39,15 @@ def latents(models, speech_dir, tmp_path_factory) -> Path:
     filelist = root / "filelist.txt"
     filelist.write_text("".join(f"{p}|{text_from_name(p)}\n" for p in files))
     result = CliRunner().invoke(export.export_command, [
-        "--filelist", str(filelist), "--out", str(root / "out"), "--ae-model", str(models["ae_model"]),
-        "--ae-config", str(TINY_CONFIG), "--vocoder", str(models["vocoder"]), "--num-workers", "0",
+        "--filelist", str(filelist), "--out", str(root / "out"), "--ae-model", str(tiny_generator),
+        "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--num-workers", "0",
         "--device", "cpu"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return root / "out" / "manifest.jsonl"
 
 
 @pytest.mark.parametrize("kind", ["ar", "flow"])
-def test_speech_latents_to_tts_audio(kind, latents, models, tmp_path):
+def test_speech_latents_to_tts_audio(kind, latents, tiny_generator, small_vocoder, tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -78,8 +57,8 @@ def test_speech_latents_to_tts_audio(kind, latents, models, tmp_path):
         torch.set_num_threads(before)
     wav, latent_file = tmp_path / "out.wav", tmp_path / "out.safetensors"
     args = ["tts", "--checkpoint", str(tmp_path / "run"), "--text", "agent logged on", "-o", str(wav),
-            "--out-latent", str(latent_file), "--ae-model", str(models["ae_model"]), "--ae-config", str(TINY_CONFIG),
-            "--vocoder", str(models["vocoder"]), "--device", "cpu", "--steps", "4", "--max-frames", "30"]
+            "--out-latent", str(latent_file), "--ae-model", str(tiny_generator), "--ae-config", str(TINY_CONFIG),
+            "--vocoder", str(small_vocoder), "--device", "cpu", "--steps", "4", "--max-frames", "30"]
     result = CliRunner().invoke(dcae_main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     latent, meta = load_latent(latent_file)
@@ -90,7 +69,7 @@ def test_speech_latents_to_tts_audio(kind, latents, models, tmp_path):
     if kind == "ar":  # audio decoded chunk by chunk while frames stream == decoding the whole latent
         from inference import DCAEInferenceWrapper
 
-        wrapper = DCAEInferenceWrapper(models["ae_model"], TINY_CONFIG, models["vocoder"], device="cpu")
+        wrapper = DCAEInferenceWrapper(tiny_generator, TINY_CONFIG, small_vocoder, device="cpu")
         whole = wrapper.decode(latent[None])[0].clamp(-1, 1).numpy()
         assert abs(whole - audio).max() < 2e-4  # 16-bit WAV rounding
     if kind == "flow":  # the duration rule: frames per character fitted on the corpus

@@ -19,13 +19,7 @@ from tts.synthetic import SyntheticCorpus
 from tts.train import main as train_main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: far faster for these small models on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @dataclass

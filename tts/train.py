@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from dcae.utils.atomic import atomic_write_json
 from dcae.utils.config_cli import ConfigError, parse_config, save_config
+from dcae.utils.data import infinite_batches
 from dcae.utils.distributed import DistInfo, barrier, cleanup, init_distributed
 from dcae.utils.schedule import cosine_schedule_with_warmup
 
@@ -87,14 +88,6 @@ def prepare_run(cfg: TTSTrainConfig, log) -> None:
     save_run_files(out, cfg.model, config, frontend, stats, latent_info)
     log(f"{len(data)} utterances, {sum(data.num_frames)} frames, latent dim {data.latent_dim}, "
         f"vocabulary {frontend.vocab_size} ({cfg.text_frontend}), {rate:.2f} frames per token")
-
-
-def infinite_batches(loader: DataLoader, sampler: DistributedSampler | None, epoch: int):
-    while True:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
 
 
 def train(cfg: TTSTrainConfig) -> int:
