@@ -14,6 +14,7 @@ Downstream code reads the result with :class:`tts.data.LatentManifestDataset`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -168,9 +169,14 @@ def check_settings(out: Path, settings: dict[str, Any], is_main: bool) -> None:
 def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_config_dir: Path | None,
                device: str | None,
                precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
-               num_workers: int, poll_seconds: float = 2.0) -> dict[str, Any]:
-    """Export this rank's share of ``filelist`` into ``out``; rank 0 merges. Returns the summary."""
+               num_workers: int | None, poll_seconds: float = 2.0) -> dict[str, Any]:
+    """Export this rank's share of ``filelist`` into ``out``; rank 0 merges. Returns the summary.
+
+    ``num_workers=None``: no decoding workers when encoding on CPU (the encoder already uses every
+    core), else up to 4 per GPU process."""
     dist = distributed.init_distributed(device)
+    if num_workers is None:
+        num_workers = 0 if dist.device.type == "cpu" else max(1, min(4, (os.cpu_count() or 2) // dist.world_size - 1))
     out.mkdir(parents=True, exist_ok=True)
     part_name = f"{dist.world_size}x{dist.rank}"
     done_marker = out / "parts" / f"{part_name}.done"
@@ -281,10 +287,11 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
 @click.option("--latent-dtype", type=click.Choice(sorted(LATENT_DTYPES)), default="float32", show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
 @click.option("--max-batch-seconds", type=float, default=320.0, show_default=True, help="Audio seconds per batch (at most).")
-@click.option("--num-workers", type=int, default=2, show_default=True, help="Audio decoding worker processes.")
+@click.option("--num-workers", type=int, default=None,
+              help="Audio decoding worker processes (default: 0 on CPU, up to 4 per GPU process).")
 def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: str | None, vocoder: str | None,
                    device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
-                   num_workers: int) -> None:
+                   num_workers: int | None) -> None:
     try:
         model_path, config_path = resolve_ae_model(ae_model), resolve_ae_config(ae_config)
         mel_config_dir = resolve_mel_config_dir(vocoder)

@@ -5,6 +5,7 @@ weight norm removed + LayerNorm, BigVGAN's mel, one file at a time), same files,
     python benchmarks/export_speed.py [--files 40] [--config dcae/configs/default.json] [--precision fp32 bf16]
 
 Files are real speech from get_speech.sh, written at 22050 Hz first so that resampling is not timed.
+Both sides are timed as whole jobs: model loading included.
 """
 from __future__ import annotations
 
@@ -27,11 +28,17 @@ from benchmarks.common import machine, speech_seconds  # noqa: E402
 from tests.reference_dcae import ReferenceDCAE  # noqa: E402
 
 
-def reference_loop(ref: ReferenceDCAE, files: list[Path], h) -> float:
-    """The reference way: for each file, load, pad to 4096 samples, mel, encode (batch of one)."""
+def reference_loop(config: dict, ckpt: Path, files: list[Path], h) -> float:
+    """The reference way, timed like our command (model loading included): load the generator,
+    remove weight norm, then for each file load, pad to 4096 samples, mel, encode (batch of one)."""
     from bigvgan.meldataset import mel_spectrogram
 
     start = time.perf_counter()
+    ref = ReferenceDCAE(config).eval()
+    ref.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    for m in ref.model.modules():
+        if torch.nn.utils.parametrize.is_parametrized(m, "weight"):
+            torch.nn.utils.parametrize.remove_parametrizations(m, "weight")
     with torch.inference_mode():
         for path in files:
             audio, _ = sf.read(path, dtype="float32")
@@ -47,7 +54,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--config", default=str(REPO / "dcae/configs/default.json"))
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--num-workers", type=int, default=None, help="decoding workers (default: export's own)")
     args = parser.parse_args()
     from bigvgan.env import AttrDict
 
@@ -71,16 +78,12 @@ def main() -> None:
 
         config = json.loads(Path(args.config).read_text())
         torch.manual_seed(0)
-        ref = ReferenceDCAE(config).eval()
         ckpt = tmp / "generator_0.pt"
-        torch.save(ref.state_dict(), ckpt)
-        for m in ref.model.modules():
-            if torch.nn.utils.parametrize.is_parametrized(m, "weight"):
-                torch.nn.utils.parametrize.remove_parametrizations(m, "weight")
+        torch.save(ReferenceDCAE(config).state_dict(), ckpt)
 
         print(f"machine: {machine()}")
         print(f"corpus: {len(files)} files, {total_seconds:.1f} s of speech at 22050 Hz; config {Path(args.config).name}")
-        t_ref = reference_loop(ref, files, h)
+        t_ref = reference_loop(config, ckpt, files, h)
         print(f"{'reference loop fp32':24s} {t_ref:7.2f} s  {total_seconds / t_ref:8.1f}x real time  1.00x")
         for precision in args.precision:
             out = tmp / f"out_{precision}"

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from test_inference_pipeline import reference_models, reference_pipeline  # noqa: E402  (the reference, written out)
+sys.path.insert(0, str(REPO))
+from tests.test_inference_pipeline import reference_models, reference_pipeline  # noqa: E402  (the reference, written out)
 
 from dcae import DCAEWrapper, save_generator  # noqa: E402
 from inference import DCAEInferenceWrapper  # noqa: E402
