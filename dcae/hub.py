@@ -6,6 +6,7 @@ message which files to fetch and which flags point at local copies.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 DEFAULT_AE_REPO = "KdaiP/DC-Speech-VAE"
@@ -18,22 +19,47 @@ class ModelNotFound(RuntimeError):
     """A model file is neither local nor downloadable; the message says what to fetch and how."""
 
 
+def _hub_reachable() -> bool:
+    """False when the hub's host name does not even resolve (offline machine): fail fast instead
+    of waiting through huggingface_hub's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+        return True
+    except OSError:
+        return False
+
+
 def hub_download(repo_id: str, filename: str, flag: str) -> Path:
     """Download (or find in the cache) ``repo_id/filename``; raise :class:`ModelNotFound` if impossible."""
+    hint = (f"download it from https://huggingface.co/{repo_id}/blob/main/{filename} on a machine with internet "
+            f"and pass the local path with {flag}")
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub is a dependency of bigvgan
-        raise ModelNotFound(
-            f"huggingface_hub is not installed: download {filename} from https://huggingface.co/{repo_id} "
-            f"and pass its local path with {flag}") from None
+        raise ModelNotFound(f"huggingface_hub is not installed: {hint}") from None
+    cached = try_to_load_from_cache(repo_id, filename)
+    if isinstance(cached, str) and Path(cached).is_file():
+        return Path(cached)
+    if not _hub_reachable():
+        raise ModelNotFound(f"cannot get {filename} from the Hugging Face hub repo {repo_id} (offline and not "
+                            f"cached); {hint}")
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # its retry warnings would bury the one-line message
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
-    except Exception as e:  # noqa: BLE001 - offline, gated, missing: all become one message
-        reason = type(e).__name__
-        raise ModelNotFound(
-            f"cannot get {filename} from the Hugging Face hub repo {repo_id} ({reason}); download it from "
-            f"https://huggingface.co/{repo_id}/blob/main/{filename} on a machine with internet and pass "
-            f"the local path with {flag}") from None
+    except Exception as e:  # noqa: BLE001 - gated, missing, network: all become one message
+        raise ModelNotFound(f"cannot get {filename} from the Hugging Face hub repo {repo_id} "
+                            f"({type(e).__name__}); {hint}") from None
+    finally:
+        hub_logger.setLevel(level)
 
 
 def resolve_ae_model(path: str | Path | None) -> Path:
