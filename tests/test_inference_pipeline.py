@@ -14,7 +14,7 @@ from inference import DCAEInferenceWrapper
 from vocoder.audio import load_audio
 from vocoder.mel import load_bigvgan_config
 
-from .conftest import write_small_vocoder, write_tiny_generator
+from .conftest import DEFAULT_CONFIG, write_small_vocoder, write_tiny_generator
 
 TINY = "dcae/configs/tiny.json"
 
@@ -120,12 +120,12 @@ def test_precision_errors(models):
     assert w.encode(torch.randn(5000) * 0.1, 22050).dtype == torch.float32
 
 
-@pytest.mark.slow
 def test_default_config_parity(models, speech_files, tmp_path):
+    """The published 190M DC-AE configuration, end to end on real speech."""
     torch.manual_seed(4)
-    save_generator(DCAEWrapper("dcae/configs/default.json"), tmp_path / "generator.pt")
+    save_generator(DCAEWrapper(DEFAULT_CONFIG), tmp_path / "generator.pt")
     (tmp_path / "vocoder").symlink_to(models / "vocoder")
-    w = DCAEInferenceWrapper(tmp_path / "generator.pt", "dcae/configs/default.json", tmp_path / "vocoder", device="cpu")
+    w = DCAEInferenceWrapper(tmp_path / "generator.pt", DEFAULT_CONFIG, tmp_path / "vocoder", device="cpu")
     audio = load_audio(speech_files[0], 22050)
-    expected_audio, _ = reference_pipeline(tmp_path, "dcae/configs/default.json", audio)
+    expected_audio, _ = reference_pipeline(tmp_path, DEFAULT_CONFIG, audio)
     assert rel(w(audio, 22050), expected_audio[..., : audio.shape[0]]) < 1e-4
