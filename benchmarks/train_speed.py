@@ -15,9 +15,7 @@ branch in the generator update, torch.optim.Muon.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,19 +37,10 @@ from dcae.optim import MuonAdamW  # noqa: E402
 from preprocess.dataset import read_segment  # noqa: E402
 from vocoder.audio import audio_info, load_audio  # noqa: E402
 from vocoder.mel import MelSpectrogram  # noqa: E402
-
-REFERENCE_REPO = Path("/work/.mirror/KdaiP+DC-Speech-VAE/repo")
-
+from tests.reference_repo import REFERENCE_REPO, import_reference_file, reference_available  # noqa: E402
 
 def reference_module(path: str, folder: Path):
-    source = subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"],
-                            capture_output=True, text=True, check=True).stdout
-    file = folder / Path(path).name
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"reference_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_reference_file(path, folder)
 
 
 def synchronize(device: torch.device) -> None:
@@ -198,7 +187,7 @@ def main() -> None:
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-loading", action="store_true")
     args = p.parse_args()
-    if not REFERENCE_REPO.is_dir() and not args.skip_steps:
+    if not reference_available() and not args.skip_steps:
         sys.exit(f"error: {REFERENCE_REPO}: reference mirror not found (needed for the reference step)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:

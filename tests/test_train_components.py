@@ -2,8 +2,6 @@
 the Muon/AdamW split and step against the reference optimizer, and the segment dataset."""
 from __future__ import annotations
 
-import importlib.util
-import subprocess
 import wave
 from pathlib import Path
 
@@ -18,22 +16,16 @@ from dcae.gan_losses import discriminator_loss, feature_matching_loss, generator
 from dcae.optim import MuonAdamW, split_parameters
 from preprocess.dataset import SegmentDataset, collate_segments, read_segment
 
-REFERENCE_REPO = Path("/work/.mirror/KdaiP+DC-Speech-VAE/repo")
+from .reference_repo import import_reference_file, reference_available
+
 TINY = Path(__file__).resolve().parents[1] / "dcae" / "configs" / "tiny.json"
 
 
 def reference_module(path: str, tmp_path: Path):
-    """Import a file of the reference repository (read from the bare mirror) as a module."""
-    if not REFERENCE_REPO.is_dir():
-        pytest.skip("reference repository mirror not available")
-    source = subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"],
-                            capture_output=True, text=True, check=True).stdout
-    file = tmp_path / Path(path).name
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"reference_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Import a file of the reference repository as a module (skips when it is not available)."""
+    if not reference_available():
+        pytest.skip("reference repository not available (set DCAE_REFERENCE_REPO)")
+    return import_reference_file(path, tmp_path)
 
 
 def write_wav(path: Path, seconds: float, sample_rate: int = 22050, freq: float = 220.0) -> Path:
