@@ -36,6 +36,11 @@ from vocoder.mel import MelSpectrogram, load_bigvgan_config
 DEFAULT_CONTEXT_FRAMES = 24
 DEFAULT_ENCODE_CHUNK = 128   # latent frames per encoder window (~24 s of audio)
 DEFAULT_DECODE_CHUNK = 64    # latent frames per decoder/vocoder window (~12 s of audio)
+# BigVGAN itself runs in windows of 432 mel frames (~5 s) with 40 frames of context (> its +-33):
+# the same samples as one pass, and on CPU faster than one pass over ~10 s (smaller working set;
+# 16.4 s vs 25 s for 864 frames in fp32 on 2 cores, see benchmarks/RESULTS.md).
+VOCODER_WINDOW = 432
+VOCODER_CONTEXT = 40
 
 
 def default_device() -> torch.device:
@@ -154,8 +159,16 @@ class DCAEInferenceWrapper(nn.Module):
         """Audio (B, (stop - start) * 4096) for latent frames [start, stop), with context from the buffer."""
         w0, w1 = max(0, start - self.context_frames), min(known, stop + self.context_frames)
         latent = buffer[..., w0 - buffer_start: w1 - buffer_start].to(self.device)
-        audio = self.vocoder_model(self.ae_model.decode(latent))
+        audio = self.vocode(self.ae_model.decode(latent))
         return audio[..., (start - w0) * self.padding_factor: (stop - w0) * self.padding_factor].cpu()
+
+    def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Mel (B, n_mels, T) -> audio (B, T * hop) with BigVGAN, in windows equal to one whole pass."""
+        parts = []
+        for start, stop, w0, w1 in chunk_windows(mel.shape[-1], VOCODER_WINDOW, VOCODER_CONTEXT):
+            audio = self.vocoder_model(mel[..., w0:w1])
+            parts.append(audio[..., (start - w0) * self.hop_length: (stop - w0) * self.hop_length])
+        return torch.cat(parts, dim=-1)
 
     def _as_4d(self, latent: torch.Tensor) -> torch.Tensor:
         if latent.ndim == 2:

@@ -70,7 +70,7 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
             with torch.inference_mode():
                 batch = audio[None].to(wrapper.device)
                 reconstructed = wrapper(batch, rate)[0]
-                copy = wrapper.vocoder_model(wrapper.transform(batch))[0]
+                copy = wrapper.vocode(wrapper.transform(batch))[0]
         except AudioError as e:
             failures.append(empty_row(name, str(e)))
             continue
