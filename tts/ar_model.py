@@ -20,18 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import AdaLNOutput, Block, LayerCache, TimeEmbedding, rope_angles
+from .layers import AdaLNOutput, BackboneConfig, Block, LayerCache, TimeEmbedding, rope_angles
 
 
 @dataclass
-class ARConfig:
-    vocab_size: int
-    latent_dim: int
-    width: int = 256
-    layers: int = 6
-    heads: int = 4
-    ff_mult: float = 4.0
-    dropout: float = 0.0
+class ARConfig(BackboneConfig):
     head_width: int = 256
     head_layers: int = 3
     frames_per_token: float | None = None

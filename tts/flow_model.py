@@ -26,18 +26,11 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .layers import AdaLNOutput, Block, TimeEmbedding, rope_angles
+from .layers import AdaLNOutput, BackboneConfig, Block, TimeEmbedding, rope_angles
 
 
 @dataclass
-class FlowConfig:
-    vocab_size: int
-    latent_dim: int
-    width: int = 256
-    layers: int = 6
-    heads: int = 4
-    ff_mult: float = 4.0
-    dropout: float = 0.0
+class FlowConfig(BackboneConfig):
     aligned_positions: bool = True
     text_on_frames: bool = True
     infill_min: float = 0.7

@@ -14,6 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@dataclass
+class BackboneConfig:
+    """Transformer sizes shared by the AR and flow models (each extends it with its own fields)."""
+
+    vocab_size: int
+    latent_dim: int
+    width: int = 256
+    layers: int = 6
+    heads: int = 4
+    ff_mult: float = 4.0
+    dropout: float = 0.0
+
+
 def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
     """Sinusoidal embedding of flow times: (N,) in [0, 1] -> (N, dim)."""
     half = dim // 2
