@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from .config import DCAEConfig
+from .precision import precision_dtype
 from .weight_norm import fold_weight_norm
 from .wrapper import DCAEWrapper
 
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class CheckpointError(ValueError):
@@ -91,19 +91,16 @@ def load_state_into(module: DCAEWrapper, state: dict[str, torch.Tensor], source:
 def load_dcae(model_path: str | Path, config: str | Path | dict | DCAEConfig, device: str | torch.device = "cpu",
               precision: str = "fp32") -> DCAEWrapper:
     """A DCAEWrapper ready for inference: weights loaded strictly, weight norm folded, eval mode,
-    parameters in ``precision`` ("fp32", "bf16"; "fp16" on GPU only)."""
-    if precision not in PRECISION_DTYPES:
-        raise ValueError(f"precision must be one of {sorted(PRECISION_DTYPES)}, got {precision!r}")
+    parameters in ``precision`` ("auto", "fp32", "bf16"; "fp16" on GPU only: :mod:`dcae.precision`)."""
     device = torch.device(device)
-    if precision == "fp16" and device.type == "cpu":
-        raise ValueError("fp16 is supported on GPU only; use --precision bf16 on CPU")
+    dtype = precision_dtype(precision, device)
     state = normalise_keys(read_state_dict(model_path))
     wrapper = DCAEWrapper(config)
     if not is_weight_norm_layout(state):
         fold_weight_norm(wrapper)
     load_state_into(wrapper, state, str(model_path))
     fold_weight_norm(wrapper)
-    return wrapper.eval().to(device=device, dtype=PRECISION_DTYPES[precision])
+    return wrapper.eval().to(device=device, dtype=dtype)
 
 
 def save_generator(module: DCAEWrapper, path: str | Path) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from .precision import PRECISIONS
+
 
 
 def ae_options(f):
@@ -25,7 +26,8 @@ def vocoder_option(f):
 def runtime_options(f):
     """``--device`` and ``--precision``."""
     f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-                     help="bf16 on CPU/GPU, fp16 on GPU only.")(f)
+                     help="auto: bf16 where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA), else fp32. "
+                          "bf16 on CPU/GPU (emulated, slow, on AVX2 CPUs), fp16 on GPU only.")(f)
     f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
     return f
 

@@ -16,10 +16,10 @@ from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
 
 from dcae.hub import resolve_vocoder_dir
+from dcae.precision import precision_dtype
 
 from .fast_activation import use_fast_activations
 from .mel import MelSpectrogram, load_bigvgan_config
-from .precision import precision_dtype
 
 GENERATOR_FILE = "bigvgan_generator.pt"
 
