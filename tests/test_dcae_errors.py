@@ -135,7 +135,7 @@ def test_compile_and_ddp_prefixes(tmp_path, checkpoint):
 
 def test_fp16_on_cpu_is_a_clear_error(checkpoint):
     path, _ = checkpoint
-    with pytest.raises(ValueError, match="fp16 is supported on GPU only"):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         load_dcae(path, TINY_CONFIG, precision="fp16")
 
 
