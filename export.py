@@ -4,12 +4,12 @@
     torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
 
 Filelist lines are ``path`` or ``path|text``. One safetensors latent per utterance
-(:mod:`dcae.latent_file`), ``manifest.jsonl``, ``stats.json`` and ``failed.jsonl`` in ``--out``
-(layout and crash-safety rules in :mod:`dcae.latent_store`). Rerunning the same command resumes:
+(:mod:`dcae.latents.file`), ``manifest.jsonl``, ``stats.json`` and ``failed.jsonl`` in ``--out``
+(layout and crash-safety rules in :mod:`dcae.latents.store`). Rerunning the same command resumes:
 finished utterances are verified and skipped. Only the vocoder's mel settings are used (its
 ``config.json``); no vocoder weights are loaded.
 
-Downstream code reads the result with :class:`tts.data.LatentManifestDataset`.
+Downstream code reads the result with :class:`dcae.latents.LatentManifestDataset`.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from dcae.checkpoint import CheckpointError
 from dcae.cli_options import ae_options, runtime_options
 from dcae.config import ConfigError, DCAEConfig
 from dcae.hub import DEFAULT_VOCODER_REPO, ModelNotFound, hub_download, resolve_ae_config, resolve_ae_model
-from dcae.latent_file import LatentMeta, load_latent, save_latent, weights_hash
-from dcae.latent_store import StorePart, done_rows, latent_relpath, merge_parts, utterance_id, verify_latent
+from dcae.latents import (LatentMeta, StorePart, done_rows, latent_relpath, load_latent, merge_parts, save_latent,
+                          utterance_id, verify_latent, weights_hash)
 from dcae.utils import distributed
 from dcae.utils.atomic import atomic_write_json
 from vocoder.audio import AudioError, check_audio, load_audio

@@ -232,7 +232,7 @@ def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str) -> 
     """Apply ``process(src, dst)`` to every job with a progress bar; one line per failure; exit 1 if any."""
     from tqdm import tqdm
 
-    from dcae.latent_file import LatentFileError
+    from dcae.latents import LatentFileError
 
     failed = skipped = 0
     for src, dst in tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=len(jobs) < 2):
@@ -306,7 +306,7 @@ def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, dev
 @with_io
 def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, vocoder, device, precision):
     """Audio files -> latent files (.safetensors: 'latent' (80, frames) + metadata). No vocoder weights needed."""
-    from dcae.latent_file import LatentMeta, save_latent, weights_hash
+    from dcae.latents import LatentMeta, save_latent, weights_hash
 
     jobs = collect_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder=False)
@@ -327,7 +327,7 @@ def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, voc
 @with_io
 def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, precision):
     """Latent files (.safetensors) -> audio files (22050 Hz WAV, trimmed to the encoded length)."""
-    from dcae.latent_file import LatentFileError, load_latent
+    from dcae.latents import LatentFileError, load_latent
 
     jobs = collect_jobs(inputs, output, {LATENT_EXTENSION}, ".wav")
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)

@@ -18,8 +18,7 @@ from click.testing import CliRunner
 
 import export
 from dcae import DCAEWrapper
-from dcae.latent_file import load_latent
-from dcae.latent_store import StorePart
+from dcae.latents import StorePart, load_latent
 
 from .conftest import REPO, TINY_CONFIG
 
@@ -234,7 +233,7 @@ def test_other_model_refused(tmp_path, corpus, tiny_checkpoint):
 
 
 def test_manifest_reader(tmp_path, corpus, tiny_checkpoint):
-    from tts.data import LatentManifestDataset
+    from dcae.latents import LatentManifestDataset
 
     out = tmp_path / "latents"
     assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0

@@ -5,7 +5,7 @@ import numpy as np
 import soundfile as sf
 from click.testing import CliRunner
 
-from dcae.latent_file import load_latent
+from dcae.latents import load_latent
 from inference import decode_command, encode_command, reconstruct_command
 
 TINY = "dcae/configs/tiny.json"

@@ -15,6 +15,15 @@ def _one_line(error: pytest.ExceptionInfo, path) -> str:
     return message
 
 
+def _refused(tmp_path, tensors: dict, metadata: dict, load, error: type, reason: str) -> None:
+    """A file written with plain safetensors is refused by ``load`` with a one-line ``error`` naming it."""
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(error, match=reason) as e:
+        load(path)
+    _one_line(e, path)
+
+
 def test_tokens_round_trip(tmp_path):
     path = tmp_path / "t" / "u1.safetensors"
     ids = torch.tensor([5, 0, 4095, 17], dtype=torch.int32)
@@ -52,11 +61,7 @@ def test_tokens_truncated_file(tmp_path):
     ({"tokens": torch.tensor([1, 2])}, {"token_rate": "fast"}, "bad token_rate"),
 ])
 def test_tokens_wrong_contents_name_the_file(tmp_path, tensors, metadata, reason):
-    path = tmp_path / "bad.safetensors"
-    save_file(tensors, str(path), metadata=metadata)
-    with pytest.raises(TokenFileError, match=reason) as e:
-        load_tokens(path)
-    _one_line(e, path)
+    _refused(tmp_path, tensors, metadata, load_tokens, TokenFileError, reason)
 
 
 def test_tokens_from_other_tools(tmp_path):
@@ -76,3 +81,48 @@ def test_save_tokens_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="own argument"):
         save_tokens(path, [1, 2], token_rate=25, extra={"token_rate": 3})
     assert not path.exists()
+
+
+def test_latent_round_trip_and_truncation(tmp_path):
+    path = tmp_path / "u.safetensors"
+    latent = torch.randn(80, 7)
+    meta = LatentMeta(sample_rate=22050, hop_length=256, frame_rate=22050 / 4096, num_samples=28000, model="abc")
+    save_latent(path, latent, meta)
+    again, again_meta = load_latent(path)
+    assert torch.equal(again, latent) and again_meta == meta
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(LatentFileError, match="truncated") as e:
+        load_latent(path)
+    _one_line(e, path)
+
+
+def test_latent_without_metadata_gets_dc_ae_defaults(tmp_path):
+    """A latent written by another tool (plain safetensors, no metadata) is read; D comes from the tensor."""
+    path = tmp_path / "plain.safetensors"
+    save_file({"latent": torch.randn(32, 11)}, str(path))
+    latent, meta = load_latent(path)
+    assert latent.shape == (32, 11)
+    assert meta == LatentMeta(sample_rate=22050, hop_length=256, frame_rate=DEFAULT_FRAME_RATE,
+                              num_samples=11 * 4096, model="")
+    assert DEFAULT_FRAME_RATE == 22050 / 4096
+
+
+def test_latent_partial_metadata_uses_what_is_there(tmp_path):
+    path = tmp_path / "partial.safetensors"
+    save_file({"latent": torch.randn(80, 10, dtype=torch.bfloat16)}, str(path),
+              metadata={"sample_rate": "24000", "frame_rate": "10.0", "model": "other-tool"})
+    latent, meta = load_latent(path)
+    assert latent.dtype == torch.float32
+    assert meta == LatentMeta(sample_rate=24000, hop_length=256, frame_rate=10.0, num_samples=24000, model="other-tool")
+
+
+@pytest.mark.parametrize("tensors, metadata, reason", [
+    ({"latent": torch.randn(80, 4)}, {"frame_rate": "fast"}, "bad latent metadata frame_rate='fast'"),
+    ({"latent": torch.randn(80, 4)}, {"sample_rate": "0"}, "bad latent metadata sample_rate"),
+    ({"latent": torch.randn(80, 4)}, {"frame_rate": "inf"}, "bad latent metadata frame_rate"),
+    ({"latent": torch.randn(1, 80, 4)}, {}, r"\(D, frames\) tensor, got torch.float32 of shape \(1, 80, 4\)"),
+    ({"latent": torch.zeros(80, 4, dtype=torch.int64)}, {}, "floating-point"),
+    ({"z": torch.randn(80, 4)}, {}, "no 'latent' tensor"),
+])
+def test_latent_wrong_contents_name_the_file(tmp_path, tensors, metadata, reason):
+    _refused(tmp_path, tensors, metadata, load_latent, LatentFileError, reason)

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latent_file import load_latent, save_latent
+from dcae.latents import load_latent, save_latent
 from tts.run import checkpoint_manager, load_run
 from tts.synthetic import SyntheticCorpus
 from tts.train import main as train_main

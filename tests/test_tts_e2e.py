@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latent_file import load_latent
+from dcae.latents import load_latent
 from tts.train import main as train_main
 
 from .conftest import TINY_CONFIG

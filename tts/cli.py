@@ -8,7 +8,7 @@ import click
 import torch
 
 from dcae.cli_options import model_options
-from dcae.latent_file import LatentFileError, LatentMeta, load_latent, save_latent
+from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
 from .synthesize import SynthesisError, stream_frames, synthesize

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from dcae.latents import LatentStats, ManifestError
 from dcae.utils.atomic import atomic_write_json
 from dcae.utils.checkpoints import CheckpointManager
 
 from .ar_model import ARConfig, ARTTS
-from .data import LatentStats, ManifestError
 from .flow_model import FlowConfig, FlowTTS
 from .text import FrontendError, TextFrontend
 

@@ -10,14 +10,12 @@ the text must reproduce the pattern sequence of strings it never saw, and stop a
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import torch
 
-from dcae.latent_file import LatentMeta, save_latent
-from dcae.utils.atomic import atomic_write_text
+from dcae.latents import LatentMeta, save_latent, write_manifest
 
 SAMPLE_RATE, HOP, COMPRESSION = 22050, 256, 16
 
@@ -63,5 +61,5 @@ class SyntheticCorpus:
             rows.append({"id": f"utt{i:05d}", "audio_path": "", "latent_path": f"latents/utt{i:05d}.safetensors",
                          "num_frames": frames, "duration": samples / SAMPLE_RATE, "text": text})
         manifest = folder / "manifest.jsonl"
-        atomic_write_text(manifest, "".join(json.dumps(r) + "\n" for r in rows))
+        write_manifest(manifest, rows)
         return manifest
