@@ -11,15 +11,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 BLOCK_TYPES = ("ResBlock", "EfficientViTBlock")
 NORM_TYPES = ("rms_norm", "batch_norm")
 ACTIVATIONS = ("silu", "swish", "relu", "gelu", "mish")
 DOWNSAMPLE_TYPES = ("Conv", "pixel_unshuffle")
 UPSAMPLE_TYPES = ("interpolate", "pixel_shuffle")
-
-
-class ConfigError(ValueError):
-    """An invalid DC-AE configuration; the message names the field and the reason."""
 
 
 @dataclass

@@ -44,12 +44,17 @@ class SegmentBatch:
     def pin_memory(self) -> "SegmentBatch":
         return SegmentBatch(self.audio.pin_memory(), self.skipped)
 
+    def to_device(self, device: torch.device) -> "SegmentBatch":
+        return SegmentBatch(self.audio.to(device, non_blocking=True), self.skipped)
+
 
 def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
-                 min_seconds: float = 0.0, duration: float | None = None) -> torch.Tensor:
+                 min_seconds: float = 0.0, duration: float | None = None,
+                 rng: random.Random | None = None) -> torch.Tensor:
     """A random ``(segment_samples,)`` window of ``path`` at ``sample_rate``; short files are zero-padded.
 
-    ``duration`` (seconds) saves reading the header when the caller already knows it.
+    ``duration`` (seconds) saves reading the header when the caller already knows it; ``rng`` picks
+    the window (default: the global ``random``).
     Raises :class:`vocoder.audio.AudioError` when the file cannot be read or is shorter than ``min_seconds``.
     """
     if duration is None:
@@ -58,14 +63,15 @@ def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMP
         duration = float("inf")
     if duration < min_seconds:
         raise AudioError(path, f"too short ({duration:.3f} s, need at least {min_seconds} s)")
+    rng = rng or random
     segment_seconds = segment_samples / sample_rate
     if duration > segment_seconds and duration != float("inf"):
-        offset = random.uniform(0.0, duration - segment_seconds)
+        offset = rng.uniform(0.0, duration - segment_seconds)
         audio = load_audio(path, sample_rate, offset=offset, duration=segment_seconds)
     else:
         audio = load_audio(path, sample_rate)
         if audio.numel() > segment_samples:
-            start = random.randint(0, audio.numel() - segment_samples)
+            start = rng.randint(0, audio.numel() - segment_samples)
             audio = audio[start:start + segment_samples]
     if not bool(torch.isfinite(audio).all()):
         raise AudioError(path, "audio contains NaN or Inf values")
@@ -73,7 +79,14 @@ def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMP
 
 
 class SegmentDataset(Dataset):
-    """Random ``segment_samples``-long windows of the files in a filelist (``path`` or ``path|text`` lines)."""
+    """Random ``segment_samples``-long windows of the files in a filelist (``path`` or ``path|text`` lines).
+
+    Items are addressed by ``index`` or by ``(index, seed)``: with a seed the window (and any
+    replacement file) is drawn from ``random.Random(seed)``, so the item does not depend on which
+    process reads it or on a restart (:mod:`dcae.training.sampling`).
+    """
+
+    uses_item_seeds = True
 
     def __init__(self, filelist: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
                  min_seconds: float = 0.1):
@@ -88,7 +101,9 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> Segment:
+    def __getitem__(self, key: int | tuple[int, int]) -> Segment:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        rng = random.Random(seed) if seed is not None else random
         skipped: list[str] = []
         for _ in range(MAX_CONSECUTIVE_FAILURES):
             try:
@@ -96,11 +111,11 @@ class SegmentDataset(Dataset):
                 if index not in self._durations:
                     self._durations[index] = audio_info(path).duration
                 audio = read_segment(path, self.segment_samples, self.sample_rate, self.min_seconds,
-                                     self._durations[index])
+                                     self._durations[index], rng)
                 return Segment(audio, skipped)
             except AudioError as e:
                 skipped.append(str(e))
-                index = random.randrange(len(self.paths))
+                index = rng.randrange(len(self.paths))
         raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} files in a row could not be used "
                            f"(last: {skipped[-1]}); check the filelist")
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcae.utils.config_cli import ConfigError
+from dcae.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 MODELS = ("ar", "flow")

@@ -26,10 +26,9 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from dcae.utils.atomic import atomic_write_json
-from dcae.utils.config_cli import ConfigError, parse_config, save_config
-from dcae.utils.data import infinite_batches
+from dcae.training.flags import ConfigError, parse_config, save_config
 from dcae.utils.distributed import DistInfo, barrier, cleanup, init_distributed
-from dcae.utils.schedule import cosine_schedule_with_warmup
+from dcae.training.schedule import cosine_schedule_with_warmup
 
 from .config import TTSTrainConfig, check_config, load_presets
 from .data import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
@@ -139,7 +138,14 @@ def train(cfg: TTSTrainConfig) -> int:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                         collate_fn=partial(collate_tts, left_pad_text=cfg.model == "ar"))
-    batches = infinite_batches(loader, sampler, epoch=step // max(1, len(loader)))
+    def infinite(epoch):
+        while True:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    batches = infinite(step // max(1, len(loader)))
     step_model = DDP(model, device_ids=[device] if device.type == "cuda" else None) if info.is_distributed else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
