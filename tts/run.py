@@ -20,7 +20,7 @@ from torch import nn
 
 from dcae.latents import LatentStats, ManifestError
 from dcae.utils.atomic import atomic_write_json
-from dcae.utils.checkpoints import CheckpointManager
+from dcae.training.checkpoints import CheckpointManager
 
 from .ar_model import ARConfig, ARTTS
 from .flow_model import FlowConfig, FlowTTS
