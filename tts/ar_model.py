@@ -1,6 +1,7 @@
 """Continuous autoregressive TTS: a causal transformer over ``[text tokens ; <bos> ; latent frames]``
 whose state at each step conditions a small rectified-flow head that draws the next latent frame,
-plus a stop head (the continuous-AR / "AR + diffusion head" recipe).
+plus a stop head (the continuous-AR / "AR + diffusion head" recipe). The head's objective and its
+Euler sampler are :mod:`tts.flow_matching`, on per-frame vectors (N, D).
 
 Sequence slots: text (left-padded, L), then speech slot 0 = ``<bos>``, slot j = frame j-1.
 The state at speech slot j predicts frame j, and the stop head says whether slot j is the end.
@@ -20,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import flow_matching as fm
 from .layers import AdaLNOutput, BackboneConfig, Block, LayerCache, TimeEmbedding, rope_angles
 
 
 @dataclass
-class ARConfig(BackboneConfig):
+class ARConfig(fm.FlowObjectiveConfig, BackboneConfig):
     head_width: int = 256
     head_layers: int = 3
     frames_per_token: float | None = None
@@ -130,10 +132,10 @@ class ARTTS(nn.Module):
         # flow head on every real frame, with several flow times per frame
         state = h[:, :t_max][latent_mask].repeat(self.cfg.flow_samples, 1)  # (N, C)
         target = latent[latent_mask].repeat(self.cfg.flow_samples, 1)  # (N, D)
-        tau = torch.rand(state.shape[0], device=latent.device)
+        tau = fm.sample_time(state.shape[0], self.cfg.time_schedule, latent.device)
         noise = torch.randn_like(target)
-        noisy = (1 - tau[:, None]) * noise + tau[:, None] * target
-        flow = F.mse_loss(self.head(noisy, tau, state), target - noise)
+        pred = self.head(fm.interpolate(noise, target, tau), tau, state)
+        flow = fm.masked_mse(pred, fm.velocity_target(noise, target))
         # stop head: slot j is the end iff j == length
         lengths = latent_mask.sum(1)
         slots = torch.arange(t_max + 1, device=latent.device)[None]
@@ -143,16 +145,15 @@ class ARTTS(nn.Module):
         return {"loss": flow + self.cfg.stop_weight * stop, "flow": flow.detach(), "stop": stop.detach()}
 
     # ----- sampling ------------------------------------------------------------------------
-    def _sample_frame(self, state: torch.Tensor, steps: int, temperature: float, cfg_scale: float,
+    def _sample_frame(self, state: torch.Tensor, grid: torch.Tensor, temperature: float, cfg_scale: float,
                       generator: torch.Generator | None) -> torch.Tensor:
-        """Euler-integrate the flow head from noise for states (R, C) (row 1: unconditional) -> (D,)."""
-        x = torch.randn(1, self.cfg.latent_dim, generator=generator, device=state.device) * temperature
-        for i in range(steps):
-            tau = torch.full((state.shape[0],), i / steps, device=state.device)
-            v = self.head(x.expand(state.shape[0], -1), tau, state)
-            v = v[1:2] + cfg_scale * (v[0:1] - v[1:2]) if state.shape[0] == 2 else v
-            x = x + v / steps
-        return x[0]
+        """Euler-integrate the flow head over ``grid`` (K + 1,) from noise, for states (R, C) (row 1:
+        unconditional, when ``cfg_scale`` != 1) -> (D,)."""
+        def velocity(x: torch.Tensor, s: float) -> torch.Tensor:
+            return self.head(x, torch.full((x.shape[0],), s, device=x.device), state)
+
+        x = fm.start_noise((1, self.cfg.latent_dim), temperature, generator, state.device)
+        return fm.euler_sample(fm.guided(velocity, cfg_scale), x, grid)[0]
 
     @torch.no_grad()
     def stream(self, text: list[int] | torch.Tensor, prompt: torch.Tensor | None = None, max_frames: int = 500,
@@ -163,7 +164,7 @@ class ARTTS(nn.Module):
         first when a ``prompt`` (P, D) continues a voice). Stops at the stop head or ``max_frames``."""
         device = self.bos.device
         text = torch.as_tensor(text, dtype=torch.long, device=device)[None]
-        rows = 2 if cfg_scale != 1.0 else 1
+        rows = fm.guidance_rows(cfg_scale)
         text = text.expand(rows, -1)
         text_mask = torch.ones_like(text, dtype=torch.bool)
         text_keys = text_mask.clone()
@@ -174,10 +175,11 @@ class ARTTS(nn.Module):
         valid = torch.ones(rows, frames.shape[1], dtype=torch.bool, device=device)
         state = self._states(text, text_mask, text_keys, frames, valid, caches)[:, -1]
         key_valid = torch.cat([text_keys, torch.ones(rows, 1 + frames.shape[1], dtype=torch.bool, device=device)], 1)
+        grid = fm.time_grid(steps, device=device)
         for j in range(max_frames):
             if j >= min_frames and torch.sigmoid(self.stop(state[0])).item() > stop_threshold:
                 return
-            frame = self._sample_frame(state, steps, temperature, cfg_scale, generator)
+            frame = self._sample_frame(state, grid, temperature, cfg_scale, generator)
             yield frame
             frames = torch.cat([frames, frame.expand(rows, 1, -1)], dim=1)
             if caches is None:

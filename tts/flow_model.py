@@ -1,36 +1,34 @@
 """Non-autoregressive flow-matching TTS: a DiT over ``[text tokens ; latent frames]`` that turns noise
 into the whole latent sequence for a given text and total length (F5-TTS-style infilling).
 
-Flow convention: time s runs from 0 (noise x0) to 1 (data x1); x_s = (1 - s) x0 + s x1 and the
-velocity is x1 - x0. Training masks a random span (``infill_min``..``infill_max`` of each
+The objective and the samplers are :mod:`tts.flow_matching` (time s from 0 = noise to 1 = data,
+velocity x1 - x0). Training masks a random span (``infill_min``..``infill_max`` of each
 utterance) and asks for it given the rest as a prompt, so at sampling a latent prompt sets the voice.
 
 Opt-ins:
-- ``immiscible``: noise of the batch is assigned to samples by a linear assignment (scipy
-  ``linear_sum_assignment`` on squared distances) before interpolation.
+- ``immiscible``: noise of the batch is assigned to samples by a linear assignment before interpolation.
 - ``contrastive_weight``: contrastive flow matching, minus ``w *`` the error against another sample's
   velocity target.
 - ``meanflow``: MeanFlow average-velocity training: the model also takes an end time e >= s and
-  predicts u = (x_e - x_s) / (e - s) via the identity u = v + (e - s) du/ds (a JVP), so it can sample
-  in a few (even one) steps.
+  predicts u = (x_e - x_s) / (e - s) (target v + (e - s) du/ds by a JVP), so it can sample in a few
+  (even one) steps.
+- ``time_schedule``: training times ``uniform`` (default), ``logit_normal`` or ``cosine``.
 Alignment prior (``aligned_positions``): text token i of L sits at rotary position (i + 0.5) T / L - 0.5,
 on the frame axis, so each character starts near its expected frames.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from . import flow_matching as fm
 from .layers import AdaLNOutput, BackboneConfig, Block, TimeEmbedding, rope_angles
 
 
 @dataclass
-class FlowConfig(BackboneConfig):
+class FlowConfig(fm.FlowObjectiveConfig, BackboneConfig):
     aligned_positions: bool = True
     text_on_frames: bool = True
     infill_min: float = 0.7
@@ -42,21 +40,6 @@ class FlowConfig(BackboneConfig):
     meanflow: bool = False
     meanflow_ratio: float = 0.25
     time_scale: float = 10.0  # flow time is embedded as sinusoids of time_scale * s
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the frames where ``mask`` (B, T) is set; tensors (B, T, D)."""
-    err = (pred - target).pow(2).mean(-1)
-    return (err * mask).sum() / mask.sum().clamp_min(1)
-
-
-def immiscible_noise(target: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Reorder the batch of ``noise`` (B, T, D) so that the total distance to ``target`` (B, T, D) over
-    each sample's valid frames (``mask`` (B, T)) is smallest."""
-    m = mask[:, None, :, None].float()  # sample i's frames, against noise j
-    cost = ((target[:, None] - noise[None]).pow(2) * m).sum((2, 3))  # (B, B)
-    _, cols = linear_sum_assignment(cost.detach().float().cpu().numpy())
-    return noise[torch.as_tensor(cols, device=noise.device)]
 
 
 class FlowTTS(nn.Module):
@@ -132,38 +115,21 @@ class FlowTTS(nn.Module):
         text_visible = text_mask & (r >= cfg.drop_all)[:, None]
         noise = torch.randn_like(latent)
         if cfg.immiscible:
-            noise = immiscible_noise(latent, noise, latent_mask)
-        s = torch.rand(b, device=latent.device)
-        velocity = latent - noise
+            noise = fm.immiscible_noise(latent, noise, latent_mask)
+        s = fm.sample_time(b, cfg.time_schedule, latent.device)
+        velocity = fm.velocity_target(noise, latent)
         args = (latent, cond_mask, text, text_mask, text_visible, latent_mask)
         if not cfg.meanflow:
-            x = (1 - s)[:, None, None] * noise + s[:, None, None] * latent
-            pred = self.velocity(x, s, *args)
-            fm = masked_mse(pred, velocity, infill)
-            loss = fm
-            out = {"fm": fm.detach()}
-            if cfg.contrastive_weight > 0 and b > 1:
-                contrast = masked_mse(pred, velocity.roll(1, dims=0), infill)
-                loss = fm - cfg.contrastive_weight * contrast
-                out["contrast"] = contrast.detach()
-            return {"loss": loss, **out}
+            pred = self.velocity(fm.interpolate(noise, latent, s), s, *args)
+            loss, flow, contrast = fm.contrastive_flow_loss(pred, velocity, infill, cfg.contrastive_weight)
+            out = {"loss": loss, "fm": flow.detach()}
+            return out if contrast is None else {**out, "contrast": contrast.detach()}
         # MeanFlow: a fraction of samples get an interval [s, e], the rest e = s (plain flow matching)
-        a, z = torch.rand(b, device=latent.device), torch.rand(b, device=latent.device)
-        use_interval = torch.rand(b, device=latent.device) < cfg.meanflow_ratio
-        s = torch.where(use_interval, torch.minimum(a, z), s)
-        end = torch.where(use_interval, torch.maximum(a, z), s)
-        x = (1 - s)[:, None, None] * noise + s[:, None, None] * latent
-
-        def average_velocity(x_: torch.Tensor, s_: torch.Tensor) -> torch.Tensor:
-            return self.velocity(x_, s_, *args, end=end)
-
-        with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no forward-mode AD
-            u, du_ds = torch.func.jvp(average_velocity, (x, s), (velocity, torch.ones_like(s)))
-        target = (velocity + (end - s)[:, None, None] * du_ds).detach()
-        # per-sample error with MeanFlow's adaptive weight 1 / (error + c): keeps the JVP target's scale in check
-        err = ((u - target).pow(2).mean(-1) * infill).sum(1) / infill.sum(1).clamp_min(1)  # (B,)
-        loss = (err / (err.detach() + 1e-3)).mean()
-        return {"loss": loss, "meanflow": err.mean().detach()}
+        s, end = fm.meanflow_times(s, cfg.meanflow_ratio, cfg.time_schedule)
+        u, target = fm.meanflow_target(lambda x_, s_, e_: self.velocity(x_, s_, *args, end=e_),
+                                       fm.interpolate(noise, latent, s), s, end, velocity)
+        err = fm.masked_mse_per_sample(u, target, infill)  # (B,)
+        return {"loss": fm.adaptive_loss(err), "meanflow": err.mean().detach()}
 
     # ----- sampling ------------------------------------------------------------------------
     @torch.no_grad()
@@ -176,7 +142,7 @@ class FlowTTS(nn.Module):
         d = self.cfg.latent_dim
         prompt = torch.zeros(0, d, device=device) if prompt is None else prompt.to(device)
         total = prompt.shape[0] + num_frames
-        rows = 2 if cfg_scale != 1.0 else 1
+        rows = fm.guidance_rows(cfg_scale)
         text = torch.as_tensor(text, dtype=torch.long, device=device)[None].expand(rows, -1)
         text_mask = torch.ones_like(text, dtype=torch.bool)
         text_visible = text_mask.clone()
@@ -186,13 +152,13 @@ class FlowTTS(nn.Module):
         cond_mask = torch.zeros(rows, total, dtype=torch.bool, device=device)
         cond_mask[0, : prompt.shape[0]] = True
         frame_mask = torch.ones(rows, total, dtype=torch.bool, device=device)
-        x = torch.randn(1, total, d, generator=generator, device=device) * temperature
-        grid = torch.linspace(0, 1, steps + 1, device=device)
-        grid = grid + sway * (torch.cos(math.pi / 2 * grid) - 1 + grid)
-        for s0, s1 in zip(grid[:-1].tolist(), grid[1:].tolist()):
+
+        def velocity(x: torch.Tensor, s0: float, s1: float | None = None) -> torch.Tensor:
             s = torch.full((rows,), s0, device=device)
-            end = torch.full((rows,), s1, device=device) if self.cfg.meanflow else None
-            v = self.velocity(x.expand(rows, -1, -1), s, cond, cond_mask, text, text_mask, text_visible, frame_mask, end)
-            v = v[1:2] + cfg_scale * (v[0:1] - v[1:2]) if rows == 2 else v
-            x = x + (s1 - s0) * v
+            end = None if s1 is None else torch.full((rows,), s1, device=device)
+            return self.velocity(x, s, cond, cond_mask, text, text_mask, text_visible, frame_mask, end)
+
+        integrate = fm.meanflow_sample if self.cfg.meanflow else fm.euler_sample  # MeanFlow: the step's end time
+        x = fm.start_noise((1, total, d), temperature, generator, device)
+        x = integrate(fm.guided(velocity, cfg_scale), x, fm.time_grid(steps, "sway", sway, device))
         return x[0, prompt.shape[0]:]
