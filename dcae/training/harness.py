@@ -77,6 +77,10 @@ class Trainer:
         """Make the models and optimizers on ``run.device`` and register them with ``run``."""
         raise NotImplementedError
 
+    def started(self, run: "TrainingRun") -> None:
+        """Called once the checkpoint (if any) is loaded, before the first step: write run files that
+        must not change unless the run can continue (every process; ``run.step`` is the start step)."""
+
     def dataset(self, run: "TrainingRun") -> Dataset:
         """The training items (set ``uses_item_seeds = True`` on it to receive ``(index, seed)`` keys)."""
         raise NotImplementedError
@@ -349,6 +353,7 @@ def train(trainer: Trainer) -> int:
     if run.is_main:
         cfg.run_dir().mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg.config_path())
+    trainer.started(run)
     loader, sampler = _loader(trainer, run, trainer.dataset(run))
     batches = _batches(loader, sampler, cfg.batch_size, step, cfg.seed, run.rank)
     scalars = ScalarLog(cfg.tensorboard_dir(), cfg.run_dir() / "metrics.jsonl", step, enabled=run.is_main)
