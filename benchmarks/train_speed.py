@@ -9,8 +9,11 @@ Both steps use the same generator (our DCAEWrapper), the same batch and the same
 reference side uses the reference repository's own discriminator, loss functions and Muon optimizer
 (read from its mirror): two discriminator passes per update, discriminator weight gradients
 computed in the generator update, the real branch kept in the graph, per-loss ``.item()`` calls.
-Ours: one concatenated discriminator pass, frozen discriminator weights and a graph-free real
-branch in the generator update, torch.optim.Muon.
+Ours: the trainer's own step (train.gan_step through the shared harness's update): one concatenated
+discriminator pass, frozen discriminator weights and a graph-free real branch in the generator
+update, torch.optim.Muon. Muon's Newton-Schulz orthogonalization runs in fp32 in the reference;
+ours is timed both with fp32 (the same arithmetic: the step itself) and with the default dtype
+(bf16 where the CPU/GPU computes it natively, see dcae.precision.fast_matmul_dtype).
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ import sys
 import tempfile
 import time
 import wave
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,9 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from dcae import DCAEWrapper, dispersive_loss  # noqa: E402
-from dcae.discriminators import MelDiscriminator  # noqa: E402
-from dcae.optim import MuonAdamW  # noqa: E402
+from dcae.precision import cpu_capability, fast_matmul_dtype  # noqa: E402
+from dcae.training import TrainingRun  # noqa: E402
+from dcae.utils.distributed import DistInfo  # noqa: E402
 from preprocess.dataset import read_segment  # noqa: E402
 from vocoder.audio import audio_info, load_audio  # noqa: E402
 from vocoder.mel import MelSpectrogram  # noqa: E402
@@ -48,13 +51,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def our_step_fn(cfg: train.TrainConfig, generator: DCAEWrapper, device: torch.device, precision: str):
-    discriminator = MelDiscriminator(cfg.output_channels).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    parts = train.GANParts(generator, discriminator, generator, discriminator, discriminator,
-                           MuonAdamW([generator], cfg.gen_learning_rate), MuonAdamW([discriminator], cfg.disc_learning_rate),
-                           autocast)
-    return lambda mel: train.gan_step(parts, mel, cfg)
+def our_step_fn(cfg: train.TrainConfig, device: torch.device, ns_dtype: torch.dtype):
+    """The trainer's step on a single-process TrainingRun (generator seeded like the reference's)."""
+    run = TrainingRun(cfg, DistInfo(rank=0, local_rank=0, world_size=1, device=device))
+    trainer = train.DCAETrainer(cfg)
+    torch.manual_seed(0)
+    trainer.build(run)
+    trainer.generator.train()
+    trainer.opt_g.ns_dtype = trainer.opt_d.ns_dtype = ns_dtype
+    return lambda mel: train.gan_step(trainer, mel, run)
 
 
 def reference_step_fn(cfg: train.TrainConfig, generator: DCAEWrapper, device: torch.device, folder: Path):
@@ -106,28 +111,30 @@ def time_steps(step, mel: torch.Tensor, n: int, device: torch.device) -> list[fl
 def bench_steps(args, folder: Path) -> None:
     device = torch.device(args.device)
     cfg = train.TrainConfig(model_config_path=args.model_config, batch_size=args.batch_size,
-                            segment_samples=args.segment_samples)
+                            segment_samples=args.segment_samples, precision=args.precision, device=str(device))
     mel_fn = MelSpectrogram().to(device)
     torch.manual_seed(0)
     mel = mel_fn(0.1 * torch.randn(args.batch_size, args.segment_samples, device=device))
-    steps = {}
-    for name in ("ours", "reference"):
-        torch.manual_seed(0)
-        generator = DCAEWrapper(args.model_config).to(device).train()
-        steps[name] = (our_step_fn(cfg, generator, device, args.precision) if name == "ours"
-                       else reference_step_fn(cfg, generator, device, folder))
-        time_steps(steps[name], mel, args.warmup, device)
-    times = {"ours": [], "reference": []}
+    default_ns = fast_matmul_dtype(device)
+    steps = {"ours, NS fp32": our_step_fn(cfg, device, torch.float32)}
+    if default_ns != torch.float32:
+        steps[f"ours, NS {str(default_ns).replace('torch.', '')}"] = our_step_fn(cfg, device, default_ns)
+    torch.manual_seed(0)
+    steps["reference"] = reference_step_fn(cfg, DCAEWrapper(args.model_config).to(device).train(), device, folder)
+    for step in steps.values():
+        time_steps(step, mel, args.warmup, device)
+    times = {name: [] for name in steps}
     for _ in range(args.rounds):  # interleaved rounds: load changes on a shared machine hit both
         for name in times:
             times[name] += time_steps(steps[name], mel, args.steps, device)
     audio_seconds = args.batch_size * args.segment_samples / 22050
     print(f"\n== training step: {Path(args.model_config).name}, batch {args.batch_size} x {args.segment_samples} samples "
-          f"({audio_seconds:.2f} s audio), {device}, ours in {args.precision}; median of {args.rounds * args.steps} steps")
+          f"({audio_seconds:.2f} s audio), {device} (CPU capability {cpu_capability()}), ours in precision "
+          f"{args.precision}; median of {args.rounds * args.steps} steps")
     median = {k: statistics.median(v) for k, v in times.items()}
     for name, t in median.items():
-        print(f"{name:>10}: {1 / t:7.3f} steps/s  {audio_seconds / t:8.2f} audio-s/s  ({t * 1000:.0f} ms/step)")
-    print(f"{'speed-up':>10}: {median['reference'] / median['ours']:.2f}x")
+        ratio = "" if name == "reference" else f"  {median['reference'] / t:.2f}x the reference"
+        print(f"{name:>18}: {1 / t:7.3f} steps/s  {audio_seconds / t:8.2f} audio-s/s  ({t * 1000:.0f} ms/step){ratio}")
 
 
 def write_tone(path: Path, seconds: float, sample_rate: int) -> Path:
@@ -177,7 +184,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--segment-samples", type=int, default=16384)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                   help="autocast of our step (the reference step runs in fp32)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per round and side")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
