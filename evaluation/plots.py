@@ -11,7 +11,8 @@ from evaluation.report import HIGHER_IS_BETTER
 from evaluation.scoring import METRIC_NAMES, Row
 
 LABELS = {"pesq_wb": "PESQ wide-band (MOS-LQO)", "pesq_nb": "PESQ narrow-band (MOS-LQO)",
-          "stoi": "STOI", "estoi": "ESTOI", "mel_distance": "log-mel L1 distance", "si_sdr": "SI-SDR (dB)"}
+          "stoi": "STOI", "estoi": "ESTOI", "mel_distance": "log-mel L1 distance", "si_sdr": "SI-SDR (dB)",
+          "sim": "speaker similarity (SIM)"}
 
 
 def _pyplot():

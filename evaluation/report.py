@@ -14,7 +14,7 @@ from evaluation.scoring import CSV_COLUMNS, METRIC_NAMES, Row
 
 # direction of "better", shown in the table so a reader need not remember it
 HIGHER_IS_BETTER = {"pesq_wb": True, "pesq_nb": True, "stoi": True, "estoi": True,
-                    "mel_distance": False, "si_sdr": True}
+                    "mel_distance": False, "si_sdr": True, "sim": True}
 
 
 def _cell(value: object) -> str:
@@ -35,24 +35,37 @@ def write_metrics_csv(path: str | Path, rows: Sequence[Row]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def metric_stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
-    """mean / std (population) / median over the scored values; ``errors`` counts the missing ones."""
+def mean_interval(scored: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """Student-t confidence interval ``[low, high]`` of the mean (None for fewer than 2 values)."""
+    if scored.size < 2:
+        return None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, scored.size - 1) * scored.std(ddof=1) / math.sqrt(scored.size))
+    mean = float(scored.mean())
+    return [mean - half, mean + half]
+
+
+def metric_stats(values: Iterable[float | None]) -> dict[str, object]:
+    """mean / std (population) / median / 95% interval of the mean over the scored values;
+    ``errors`` counts the missing ones."""
     values = list(values)
     scored = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     errors = len(values) - scored.size
     if scored.size == 0:
-        return {"mean": None, "std": None, "median": None, "count": 0, "errors": errors}
+        return {"mean": None, "std": None, "median": None, "ci95": None, "count": 0, "errors": errors}
     return {"mean": float(scored.mean()), "std": float(scored.std()), "median": float(np.median(scored)),
-            "count": int(scored.size), "errors": errors}
+            "ci95": mean_interval(scored), "count": int(scored.size), "errors": errors}
 
 
 def summarize(rows: Sequence[Row], missing_deg: Sequence[str] = (), missing_ref: Sequence[str] = (),
-              ambiguous: Sequence[str] = ()) -> dict:
-    """The ``summary.json`` object: per-metric stats, file counts, and unpaired files."""
+              ambiguous: Sequence[str] = (), metric_names: Sequence[str] = METRIC_NAMES) -> dict:
+    """The ``summary.json`` object: per-metric stats (of the metrics computed), file counts, and
+    unpaired files."""
     return {
         "files": len(rows),
         "files_with_errors": sum(1 for r in rows if r.get("error")),
-        "metrics": {m: metric_stats(r.get(m) for r in rows) for m in METRIC_NAMES},
+        "metrics": {m: metric_stats(r.get(m) for r in rows) for m in metric_names},
         "missing_degraded": list(missing_deg),
         "missing_reference": list(missing_ref),
         "ambiguous": list(ambiguous),
@@ -72,7 +85,7 @@ def format_table(summaries: dict[str, dict]) -> str:
     titles = list(summaries)
     header = ["metric", *titles, "scored/errors"]
     lines = []
-    for metric in METRIC_NAMES:
+    for metric in [m for m in METRIC_NAMES if all(m in summaries[t]["metrics"] for t in titles)]:
         arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"
         cells = [f"{metric} {arrow}"]
         counts = []

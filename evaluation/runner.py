@@ -1,26 +1,31 @@
-"""Score many pairs in parallel worker processes, with a progress bar."""
+"""Score many pairs (or do any per-file work) in parallel worker processes, with a progress bar."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
 
 from evaluation.pairing import Pair
-from evaluation.scoring import Row, empty_row, score_files
+from evaluation.scoring import Row, available_metrics, empty_row, score_files
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _preload() -> None:
-    """Import the metric back-ends and build the mel filterbank once, before the workers start.
+def _preload(metric_names: Sequence[str]) -> None:
+    """Import the metric back-ends and build the mel filterbank (and the speaker encoder) once,
+    before the workers start.
 
     Forked workers (the Linux default) then inherit them instead of each paying seconds of
-    import time (torchcodec, librosa, pesq, pystoi).
+    import time (torchcodec, librosa, pesq, pystoi, resemblyzer).
     """
     import pesq  # noqa: F401
     import pystoi  # noqa: F401
@@ -29,6 +34,10 @@ def _preload() -> None:
     from evaluation.metrics import _mel_extractor
 
     _mel_extractor()
+    if "sim" in metric_names:
+        from evaluation.speaker import warm_up
+
+        warm_up()
 
 
 @contextlib.contextmanager
@@ -71,35 +80,58 @@ def _init_worker() -> None:
     _WORKER_LIMITS.append(limit)
 
 
-def _score(pair: Pair) -> Row:
-    return score_files(pair.name, pair.ref, pair.deg)
+def map_in_workers(function: Callable[[T], R], items: Sequence[T], workers: int | None = None,
+                   progress: bool = True, desc: str = "", on_crash: Callable[[T, Exception], R] | None = None,
+                   preload: Callable[[], None] | None = None) -> list[R]:
+    """``[function(item) for item in items]`` in ``workers`` single-threaded processes (default: one
+    per core; 1 = in this process), with a progress bar; results in the order of ``items``.
+
+    ``preload`` runs once in this process before the workers are forked (imports they inherit).
+    An item whose worker crashes (e.g. killed by the OS) gets ``on_crash(item, error)`` instead of
+    stopping the run (without ``on_crash`` the error propagates).
+    """
+    workers = default_workers() if workers is None else max(1, workers)
+    workers = min(workers, max(1, len(items)))
+    bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
+    results: list = [None] * len(items)
+    if workers == 1:
+        with single_threaded():
+            for index, item in enumerate(items):
+                results[index] = function(item)
+                bar.update()
+    else:
+        if preload is not None:
+            preload()
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            futures = {pool.submit(function, item): index for index, item in enumerate(items)}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    results[index] = future.result()
+                except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OS
+                    if on_crash is None:
+                        raise
+                    results[index] = on_crash(items[index], e)
+                bar.update()
+    bar.close()
+    return results
+
+
+def _score(pair: Pair, metric_names: tuple[str, ...]) -> Row:
+    return score_files(pair.name, pair.ref, pair.deg, metric_names)
+
+
+def _crashed(pair: Pair, error: Exception) -> Row:
+    return empty_row(pair.name, f"scoring failed: {type(error).__name__}: {error}".splitlines()[0])
 
 
 def score_pairs(pairs: Sequence[Pair], workers: int | None = None, progress: bool = True,
-                desc: str = "Scoring") -> list[Row]:
+                desc: str = "Scoring", metric_names: Sequence[str] | None = None) -> list[Row]:
     """Score every pair; ``workers`` processes (default: one per core, 1 = in this process).
 
-    A pair whose worker crashes gets a row with the crash reason instead of stopping the run.
+    ``metric_names`` defaults to every metric this installation can compute. A pair whose
+    worker crashes gets a row with the crash reason instead of stopping the run.
     """
-    workers = default_workers() if workers is None else max(1, workers)
-    workers = min(workers, max(1, len(pairs)))
-    bar = tqdm(total=len(pairs), desc=desc, unit="file", disable=not progress)
-    rows: list[Row] = []
-    if workers == 1:
-        with single_threaded():
-            for pair in pairs:
-                rows.append(_score(pair))
-                bar.update()
-    else:
-        _preload()
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-            futures = {pool.submit(_score, pair): pair for pair in pairs}
-            for future in as_completed(futures):
-                pair = futures[future]
-                try:
-                    rows.append(future.result())
-                except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the OS
-                    rows.append(empty_row(pair.name, f"scoring failed: {type(e).__name__}: {e}".splitlines()[0]))
-                bar.update()
-    bar.close()
-    return rows
+    names = tuple(metric_names or available_metrics())
+    return map_in_workers(functools.partial(_score, metric_names=names), pairs, workers, progress, desc,
+                          on_crash=_crashed, preload=functools.partial(_preload, names))

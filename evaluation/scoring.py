@@ -1,20 +1,20 @@
 """Score one reference/degraded pair: align the two waveforms, run every metric, keep going on errors.
 
 A scored pair is a row (dict) with the CSV columns ``file, pesq_wb, pesq_nb, stoi, estoi,
-mel_distance, si_sdr, error``. A metric that cannot score the pair is left as None and its reason
+mel_distance, si_sdr, sim, error``. A metric that cannot score the pair is left as None and its reason
 goes into ``error`` (``"pesq_wb: ...; stoi: ..."``); a pair that is unusable as a whole (missing
 or corrupt file, NaN, silence) has every metric None.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from evaluation import metrics
+from evaluation import metrics, speaker
 
-METRIC_NAMES: tuple[str, ...] = ("pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr")
+METRIC_NAMES: tuple[str, ...] = ("pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim")
 CSV_COLUMNS: tuple[str, ...] = ("file", *METRIC_NAMES, "error")
 SILENCE_PEAK = 1e-5  # same threshold as vocoder.audio.check_audio
 
@@ -27,7 +27,13 @@ _METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
     "estoi": metrics.estoi,
     "mel_distance": metrics.mel_distance,
     "si_sdr": lambda ref, deg, sample_rate: metrics.si_sdr(ref, deg),
+    "sim": speaker.speaker_similarity,
 }
+
+
+def available_metrics() -> tuple[str, ...]:
+    """Every metric this installation can compute (SIM needs the optional speaker encoder)."""
+    return METRIC_NAMES if speaker.encoder_available() is None else tuple(m for m in METRIC_NAMES if m != "sim")
 
 
 def empty_row(name: str, error: str) -> Row:
@@ -58,16 +64,24 @@ def _unusable(signal: np.ndarray, role: str) -> str | None:
     return None
 
 
-def score_arrays(name: str, ref: np.ndarray, deg: np.ndarray, sample_rate: int) -> Row:
-    """Score equal-length (samples,) signals at ``sample_rate``; never raises for bad audio."""
+def score_arrays(name: str, ref: np.ndarray, deg: np.ndarray, sample_rate: int,
+                 metric_names: Sequence[str] | None = None) -> Row:
+    """Score equal-length (samples,) signals at ``sample_rate``; never raises for bad audio.
+
+    ``metric_names`` (default: :func:`available_metrics`) picks the metrics to compute; the
+    others stay None without an error.
+    """
+    metric_names = available_metrics() if metric_names is None else tuple(metric_names)
     ref, deg = metrics.as_numpy(ref), metrics.as_numpy(deg)
     for signal, role in ((ref, "reference"), (deg, "degraded")):
         reason = _unusable(signal, role)
         if reason:
             return empty_row(name, reason)
-    row: Row = {"file": name}
+    row: Row = {"file": name, **{m: None for m in METRIC_NAMES}}
     errors = []
     for metric, function in _METRIC_FUNCTIONS.items():
+        if metric not in metric_names:
+            continue
         try:
             row[metric] = function(ref, deg, sample_rate)
         except metrics.MetricError as e:
@@ -96,7 +110,8 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int]:
         return load_audio(path, sample_rate=None).numpy(), rate
 
 
-def score_files(name: str, ref_path: str | Path, deg_path: str | Path) -> Row:
+def score_files(name: str, ref_path: str | Path, deg_path: str | Path,
+                metric_names: Sequence[str] | None = None) -> Row:
     """Load both files at their own rates (mono), align them and score them."""
     from vocoder.audio import AudioError
 
@@ -106,4 +121,4 @@ def score_files(name: str, ref_path: str | Path, deg_path: str | Path) -> Row:
         return empty_row(name, str(e))
     (ref, ref_rate), (deg, deg_rate) = loaded
     ref, deg, rate = align(ref, ref_rate, deg, deg_rate)
-    return score_arrays(name, ref, deg, rate)
+    return score_arrays(name, ref, deg, rate, metric_names)

@@ -16,7 +16,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from evaluation.cli import evaluate_command
 
-COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "error"]
+COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "error"]
 
 
 def _degrade(clean: np.ndarray, rate: int, condition: str) -> np.ndarray:

@@ -10,7 +10,9 @@ import torch
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from evaluation import metrics
-from evaluation.scoring import METRIC_NAMES, align, score_arrays
+from evaluation.scoring import METRIC_NAMES, align, available_metrics, score_arrays
+
+SIM = ("sim",) if "sim" in available_metrics() else ()  # speaker similarity needs the [sim] extra
 
 
 def add_noise(clean: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
@@ -55,7 +57,7 @@ def test_torch_and_float32_inputs_are_accepted(speech):
 def test_metrics_rank_noise_levels(speech):
     clean, sr = speech
     rows = [score_arrays(f"snr{snr}", clean, add_noise(clean, snr), sr) for snr in (30, 15, 5, 0)]
-    for metric in ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr"):
+    for metric in ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", *SIM):
         values = [row[metric] for row in rows]
         assert values == sorted(values, reverse=True), (metric, values)
     distances = [row["mel_distance"] for row in rows]
@@ -66,7 +68,7 @@ def test_metrics_rank_noise_levels(speech):
 def test_metrics_rank_low_pass_cutoffs(speech):
     clean, sr = speech
     rows = [score_arrays(f"lp{c}", clean, low_pass(clean, c, sr), sr) for c in (4000, 2000, 1000, 500)]
-    for metric in ("pesq_wb", "pesq_nb", "stoi", "estoi"):
+    for metric in ("pesq_wb", "pesq_nb", "stoi", "estoi", *SIM):
         values = [row[metric] for row in rows]
         assert values == sorted(values, reverse=True), (metric, values)
 
@@ -76,6 +78,8 @@ def test_identical_signals_score_the_maximum(speech):
     row = score_arrays("same", clean, clean, sr)
     assert row["pesq_wb"] > 4.6 and row["pesq_nb"] > 4.5 and row["stoi"] == pytest.approx(1.0)
     assert row["mel_distance"] == 0.0 and row["si_sdr"] == metrics.SI_SDR_CEILING_DB and row["error"] == ""
+    if SIM:
+        assert row["sim"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_si_sdr_is_scale_invariant_and_matches_formula():
