@@ -131,7 +131,7 @@ def _mel_figures(out: Path, rows: list[Row], panels_for: Callable[[str], list[tu
 
 
 def _html_notes(opts: Options) -> list[str]:
-    audio = {"mp3": "MP3 copies (160-192 kbit/s)", "opus": "Ogg Opus copies (96 kbit/s)",
+    audio = {"mp3": "MP3 copies (96-128 kbit/s)", "opus": "Ogg Opus copies (64 kbit/s)",
              "wav": "16-bit WAV files"}[opts.report_audio]
     return [opts.sim_note,
             f"The players play {audio} kept in report_files/; the scores were computed on the original files.",

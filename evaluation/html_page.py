@@ -165,7 +165,7 @@ def render_page(page: Page) -> str:
 </header>
 <section id="summary-section"><h2>Summary</h2>{_summary_table(page)}</section>
 <section id="histograms"><h2>Histograms</h2><div class="hists">{histograms or '<p class="note">No scores to plot.</p>'}</div></section>
-<section id="files-section"><h2>Files, worst first</h2>
+<section id="files-section"><h2 id="sort-status">Files, worst first</h2>
 <p class="note">Click a column to sort (first click: worst first; again: best first).{ceiling_note} Players are on the first {int(page.players)} files of the order shown; "load player" fetches the others. Mel images: BigVGAN log-mel, low frequencies at the bottom, one colour scale per file.</p>
 {_files_table(page)}</section>
 <section id="problems-section"><h2>Problems</h2>{_problems(page)}</section>"""

@@ -3,13 +3,14 @@
 Audio is written in a format every current browser plays, encoded by FFmpeg (through
 torchcodec's ``AudioEncoder``):
 
-- ``mp3`` (default): MPEG audio layer III at the file's own rate (48 kHz when MP3 has no such
-  rate), 160 kbit/s up to 24 kHz, 192 kbit/s above: near-transparent for speech, plays everywhere;
-- ``opus``: Ogg Opus at 48 kHz, 96 kbit/s (smaller for the same quality; Safari plays it from 18.4);
-- ``wav``: 16-bit PCM at the file's own rate (lossless, ~10x larger).
+- ``mp3`` (default): MPEG audio layer III, mono, at the file's own rate (48 kHz when MP3 has no
+  such rate), 96 kbit/s up to 24 kHz, 128 kbit/s above: near-transparent for speech, plays everywhere;
+- ``opus``: Ogg Opus, mono, 48 kHz, 64 kbit/s (smaller for the same quality; Safari plays it from 18.4);
+- ``wav``: 16-bit PCM at the file's own rate (lossless, 3-6x larger).
 
-Mel images are BigVGAN's log-mel (80 bins, 22.05 kHz, hop 256) as PNG, one pixel per frame and
-bin, low frequencies at the bottom; the renderings of one file share one colour scale.
+Mel images are BigVGAN's log-mel (80 bins, 22.05 kHz, hop 256) as 64-colour PNG (magma), one
+pixel per bin and frame (frames averaged in groups for files longer than ``MEL_MAX_WIDTH``
+frames, ~4.6 s), low frequencies at the bottom; the renderings of one file share one colour scale.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ AUDIO_FORMATS = ("mp3", "opus", "wav")
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 OPUS_RATE = 48000
 MEL_COLORMAP = "magma"
+MEL_COLORS = 64
+MEL_MAX_WIDTH = 400
 
 
 @dataclass(frozen=True)
@@ -56,25 +59,39 @@ def encode_audio(path: Path, audio: np.ndarray, sample_rate: int, audio_format: 
 
     samples = torch.from_numpy(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0))[None]
     if audio_format == "opus":
-        options = {"format": "opus", "sample_rate": OPUS_RATE, "bit_rate": 96000}
+        options = {"format": "opus", "sample_rate": OPUS_RATE, "bit_rate": 64000}
     elif audio_format == "mp3":
         rate = sample_rate if sample_rate in MP3_RATES else 48000
-        options = {"format": "mp3", "sample_rate": rate, "bit_rate": 160000 if rate <= 24000 else 192000}
+        options = {"format": "mp3", "sample_rate": rate, "bit_rate": 96000 if rate <= 24000 else 128000}
     else:
         raise ValueError(f"unknown audio format {audio_format!r} (choose from {', '.join(AUDIO_FORMATS)})")
     data = AudioEncoder(samples, sample_rate=int(sample_rate)).to_tensor(num_channels=1, **options)
     atomic_write_bytes(path, data.numpy().tobytes())
 
 
+def _narrow(mel: np.ndarray, width: int) -> np.ndarray:
+    """(bins, frames) -> (bins, <= width): frames averaged in equal groups."""
+    group = -(-mel.shape[1] // width)
+    if group <= 1:
+        return mel
+    frames = mel.shape[1] // group * group
+    return mel[:, :frames].reshape(mel.shape[0], -1, group).mean(axis=2)
+
+
 def save_mel_images(paths: dict[str, Path], mels: dict[str, np.ndarray]) -> None:
-    """Each (80, frames) log-mel as a PNG, all on the colour scale of the whole set."""
-    from matplotlib.image import imsave
+    """Each (80, frames) log-mel as a palette PNG, all on the colour scale of the whole set."""
+    import matplotlib
+    from PIL import Image
 
     low = min(float(np.percentile(m, 1)) for m in mels.values())
     high = max(float(m.max()) for m in mels.values())
+    palette = (matplotlib.colormaps[MEL_COLORMAP](np.linspace(0, 1, MEL_COLORS))[:, :3] * 255).round()
     for label, mel in mels.items():
+        scaled = np.clip((_narrow(mel, MEL_MAX_WIDTH) - low) / max(high - low, 1e-9), 0, 1)[::-1]
+        image = Image.fromarray(np.round(scaled * (MEL_COLORS - 1)).astype(np.uint8))  # mode L ...
+        image.putpalette(palette.astype(np.uint8).ravel().tolist())  # ... becomes a palette image
         with atomic_path(paths[label]) as tmp:
-            imsave(tmp, mel, cmap=MEL_COLORMAP, vmin=low, vmax=high, origin="lower", format="png")
+            image.save(tmp, format="PNG", optimize=True)
 
 
 def render_media(item: ReportFile, report_dir: Path, folder: str, audio_format: str,

@@ -18,7 +18,6 @@ COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sd
 
 @pytest.fixture(scope="module")
 def run(tiny_generator, small_vocoder, speech_files, tmp_path_factory):
-    pytest.importorskip("inference")
     from evaluation.cli import evaluate_command
 
     root = tmp_path_factory.mktemp("model_eval")
@@ -33,7 +32,7 @@ def run(tiny_generator, small_vocoder, speech_files, tmp_path_factory):
     result = CliRunner().invoke(evaluate_command, [
         "--filelist", str(filelist), "--ae-model", str(tiny_generator), "--ae-config", str(TINY_CONFIG),
         "--vocoder", str(small_vocoder), "--device", "cpu", "--out", str(out), "--workers", "1",
-        "--no-progress", "--plots", "--examples", "1"])
+        "--no-progress", "--plots", "--examples", "1", "--html", "--report-audio", "wav", "--players", "1"])
     return {"out": out, "result": result, "sources": [sixteen, fortyeight],
             "ae_model": tiny_generator, "vocoder": small_vocoder}
 
@@ -75,3 +74,20 @@ def test_rendered_audio_is_what_the_models_produce(run):
         written, rate = sf.read(str(run["out"] / "audio" / folder / Path(name).with_suffix(".wav")))
         assert rate == 22050 and written.size == wave.size
         assert np.abs(written - np.clip(wave, -1, 1)).max() <= 1.0 / 32767 + 1e-6  # 16-bit WAV
+
+
+def test_wav_listening_page_links_the_rendered_files(run):
+    """With --report-audio wav the page plays the WAVs that were scored (no copies); the sources are copied."""
+    import re
+    from urllib.parse import unquote
+
+    out = run["out"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'data-src="([^"]*)"', page)
+    assert len(sources) == 3 * len(run["sources"])
+    linked = [unquote(s) for s in sources if s.startswith("audio/")]
+    assert sorted(Path(s).parts[1] for s in linked) == sorted(["reconstructed", "copy_synthesis"] * len(run["sources"]))
+    copies = [unquote(s) for s in sources if s.startswith("report_files/")]
+    assert len(copies) == len(run["sources"]) and all(s.endswith("/reference.wav") for s in copies)
+    assert all((out / s).is_file() for s in linked + copies)
+    assert "BigVGAN copy-synthesis (ceiling)" in page and 'class="ceil"' in page

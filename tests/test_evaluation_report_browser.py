@@ -85,6 +85,7 @@ def test_one_row_per_file_and_sorting_reorders(page, copied_report):
     by_mel = page.evaluate(ORDER)
     expected = sorted(scored, key=lambda n: -float(rows[n]["mel_distance"]))  # lower is better: worst = largest
     assert by_mel[:len(expected)] == expected and by_mel != order
+    assert page.evaluate('document.getElementById("sort-status").textContent') == "Files by mel L1, worst first"
     page.click('#files th[data-key="mel_distance"] button')  # again: best first
     assert page.evaluate(ORDER)[:len(expected)] == expected[::-1]
     assert page.evaluate('Array.from(document.querySelectorAll("#files td.rank")).map((c) => c.textContent)') == \

@@ -31,7 +31,12 @@
     const fragment = document.createDocumentFragment();
     rows.forEach((row, index) => { row.querySelector("td.rank").textContent = String(index + 1); fragment.appendChild(row); });
     body.appendChild(fragment);
+    const status = document.getElementById("sort-status");
     for (const th of table.tHead.rows[0].cells) {
+      if (th.dataset.key === key && status) {
+        const name = th.textContent.replace(/[\u2191\u2193]/g, "").trim();
+        status.textContent = key === "file" ? `Files by name, ${worstFirst ? "A to Z" : "Z to A"}` : `Files by ${name}, ${worstFirst ? "worst" : "best"} first`;
+      }
       if (th.dataset.key === key) {
         const ascending = key === "file" ? worstFirst : ((higherIsBetter[key] === false) ? !worstFirst : worstFirst);
         th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
