@@ -29,7 +29,7 @@ from tqdm import tqdm
 from dcae.checkpoint import CheckpointError
 from dcae.cli_options import ae_options, runtime_options
 from dcae.config import ConfigError, DCAEConfig
-from dcae.hub import DEFAULT_VOCODER_REPO, ModelNotFound, hub_download, resolve_ae_config, resolve_ae_model
+from dcae.hub import ModelNotFound, resolve_models
 from dcae.latents import (LatentMeta, StorePart, done_rows, latent_relpath, load_latent, merge_parts, save_latent,
                           utterance_id, verify_latent, weights_hash)
 from dcae.utils import distributed
@@ -137,19 +137,8 @@ def read_utterances(filelist: Path) -> list[Utterance]:
     return out
 
 
-def resolve_mel_config_dir(vocoder: str | None) -> Path | None:
-    """A folder holding the vocoder's config.json (only that file is needed), or None for the
-    packaged bigvgan_v2_22khz_80band_256x config."""
-    if vocoder in (None, "", DEFAULT_VOCODER_REPO):
-        return None
-    p = Path(vocoder)
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise ModelNotFound(f"{p}: vocoder folder has no config.json")
-        return p
-    if vocoder.count("/") == 1 and not vocoder.startswith((".", "/")):
-        return hub_download(vocoder, "config.json", "--vocoder").parent
-    raise ModelNotFound(f"{vocoder}: vocoder folder not found (pass a folder with config.json, or {DEFAULT_VOCODER_REPO})")
+class ExportError(ValueError):
+    """An export that cannot start (the message is one line for the user)."""
 
 
 def check_settings(out: Path, settings: dict[str, Any], is_main: bool) -> None:
@@ -159,7 +148,7 @@ def check_settings(out: Path, settings: dict[str, Any], is_main: bool) -> None:
         previous = json.loads(path.read_text())
         changed = [k for k in settings if previous.get(k) != settings[k]]
         if changed:
-            raise click.ClickException(
+            raise ExportError(
                 f"{out}: already holds an export with different {', '.join(changed)} "
                 f"(model {previous.get('model')}); use a new --out folder")
     elif is_main:
@@ -281,8 +270,9 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl).")
 @ae_options
-@click.option("--vocoder", default=None, help="BigVGAN folder/config.json/hub id, for its mel settings only "
-                                              "(default: packaged bigvgan_v2_22khz_80band_256x config).")
+@click.option("--vocoder", default=None,
+              help="BigVGAN folder, its config.json, or a hub id (only config.json is fetched): its mel settings "
+                   "only (default: packaged bigvgan_v2_22khz_80band_256x config).")
 @runtime_options
 @click.option("--latent-dtype", type=click.Choice(sorted(LATENT_DTYPES)), default="float32", show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
@@ -293,12 +283,12 @@ def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: s
                    device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
                    num_workers: int | None) -> None:
     try:
-        model_path, config_path = resolve_ae_model(ae_model), resolve_ae_config(ae_config)
-        mel_config_dir = resolve_mel_config_dir(vocoder)
+        model_path, config_path, mel_config_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=False)
         summary = run_export(filelist, out, model_path, config_path, mel_config_dir, device, precision, latent_dtype,
                              batch_size, max_batch_seconds, num_workers)
-    except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+    except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:  # one line, exit 2, as every command
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
     if "utterances" in summary:
         click.echo(f"{out}: {summary['utterances']} utterances, {summary['frames']} latent frames, "
                    f"{summary['failed']} failed (see failed.jsonl)", err=True)

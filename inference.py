@@ -16,9 +16,10 @@ is bounded and the result equals whole-signal processing to float rounding.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NoReturn, Sequence
 
 import click
 import torch
@@ -26,8 +27,8 @@ import torch.nn as nn
 
 from dcae import load_dcae
 from dcae.cli_options import model_options
-from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model
-from vocoder.audio import AudioError, check_audio, load_audio, resample, save_audio
+from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_models
+from vocoder.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
 from vocoder.bigvgan_loader import load_vocoder
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
 
@@ -209,6 +210,12 @@ AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".
 LATENT_EXTENSION = ".safetensors"
 
 
+def fail(message: str, code: int = 2) -> NoReturn:
+    """End the command with one ``error:`` line (exit code 2: nothing was done)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 def collect_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_suffix: str) -> list[tuple[Path, Path]]:
     """(input file, output file) pairs. Folders are searched recursively and mirrored under OUT.
 
@@ -223,18 +230,62 @@ def collect_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_s
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
             jobs += [(f, (out / f.relative_to(path)).with_suffix(out_suffix)) for f in files]
-        else:  # missing files become a one-line error in the run loop
+        else:  # a missing file is reported by prepare_jobs
             jobs.append((path, (out / path.name).with_suffix(out_suffix)))
     return jobs
 
 
-def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str) -> None:
-    """Apply ``process(src, dst)`` to every job with a progress bar; one line per failure; exit 1 if any."""
+def colliding_outputs(jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path, Path]]:
+    """(first input, second input, output) for every output file that two different inputs would write
+    (``x.wav`` and ``x.mp3`` in one folder, or the same name in two input folders)."""
+    writer: dict[str, Path] = {}
+    clashes = []
+    for src, dst in jobs:
+        key = os.path.normcase(os.path.abspath(dst))
+        first = writer.setdefault(key, src)
+        if os.path.abspath(first) != os.path.abspath(src):
+            clashes.append((first, src, dst))
+    return clashes
+
+
+def prepare_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_suffix: str) -> tuple[list[tuple[Path, Path]], int]:
+    """The jobs of a command, checked before any model is looked up or loaded: an explicit output file
+    must have a writable format, no two inputs may write one output (exit 2, nothing written), and
+    missing inputs are reported (one line each). Returns (jobs whose input exists, number missing);
+    exits 1 when no input is left."""
+    jobs = collect_jobs(inputs, output, extensions, out_suffix)
+    if len(jobs) == 1 and jobs[0][1] == Path(output):  # one explicit output file
+        if out_suffix == LATENT_EXTENSION and Path(output).suffix.lower() != LATENT_EXTENSION:
+            fail(f"{output}: latent files are .safetensors (give -o NAME.safetensors or a folder)")
+        if out_suffix != LATENT_EXTENSION:
+            try:
+                check_output_suffix(output)
+            except AudioError as e:
+                fail(str(e))
+    clashes = colliding_outputs(jobs)
+    if clashes:
+        first, second, dst = clashes[0]
+        more = f" (and {len(clashes) - 1} more such pairs)" if len(clashes) > 1 else ""
+        fail(f"{first} and {second} would both write {dst}{more}; rename one, or run them into different -o folders")
+    present = [(src, dst) for src, dst in jobs if src.is_file()]
+    for src, _ in jobs:
+        if not src.is_file():
+            click.echo(f"error: {src}: file not found", err=True)
+    if not present:
+        if not jobs:
+            click.echo("error: no input files found", err=True)
+        sys.exit(1)
+    return present, len(jobs) - len(present)
+
+
+def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str, failed: int = 0) -> None:
+    """Apply ``process(src, dst)`` to every job with a progress bar; one line per failure; exit 1 if any
+    (``failed``: failures already reported, such as missing inputs)."""
     from tqdm import tqdm
 
     from dcae.latents import LatentFileError
 
-    failed = skipped = 0
+    skipped, already_failed = 0, failed
     for src, dst in tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=len(jobs) < 2):
         if dst.exists() and not force:
             skipped += 1
@@ -248,24 +299,33 @@ def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str) -> 
             failed += 1
             tqdm.write(f"error: {src}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
                        file=sys.stderr)
-    done = len(jobs) - failed - skipped
+    done = len(jobs) - skipped - (failed - already_failed)
     click.echo(f"{what}: {done} written, {skipped} skipped (exist; -f to overwrite), {failed} failed", err=True)
-    if failed or not jobs:
-        if not jobs:
-            click.echo("error: no input files found", err=True)
+    if failed:
         sys.exit(1)
 
 
 def build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder: bool = True) -> DCAEInferenceWrapper:
-    """The wrapper for a command; model problems end the command with one line and exit code 2."""
+    """The wrapper for a command; model problems end the command with one line and exit code 2.
+    Every model file is resolved first, so that offline one line names all files to fetch."""
     from dcae import CheckpointError
 
     try:
-        return DCAEInferenceWrapper(ae_model, ae_config, vocoder, precision=precision, device=device,
+        model, config, vocoder_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=with_vocoder)
+        return DCAEInferenceWrapper(model, config, vocoder_dir, precision=precision, device=device,
                                     with_vocoder=with_vocoder)
     except (ModelNotFound, CheckpointError, ValueError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        fail(str(e))
+
+
+def other_autoencoder_warning(source: str | Path, made_by: str, model_path: str | Path, model_hash: str) -> str | None:
+    """One ``warning:`` line when latents recorded as made by the AE weights ``made_by`` (a hash; "" =
+    unknown) are decoded with other weights, else None. Only a warning: the same weights in another
+    file format, or a decoder fine-tuned on a frozen encoder, hash differently but decode right."""
+    if not made_by or made_by == model_hash:
+        return None
+    return (f"warning: {source} was made by the autoencoder {made_by}, but {model_path} is {model_hash}: "
+            "the audio is only right if they share one latent space")
 
 
 def load_checked_audio(path: Path, sample_rate: int) -> torch.Tensor:
@@ -276,7 +336,8 @@ def load_checked_audio(path: Path, sample_rate: int) -> torch.Tensor:
 
 common_io = [
     click.argument("inputs", nargs=-1, required=True, metavar="IN..."),
-    click.option("-o", "--output", required=True, metavar="OUT", help="Output file (one input) or folder."),
+    click.option("-o", "--output", required=True, metavar="OUT",
+                 help="Output file (one input; its extension picks the format) or folder."),
     click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (default: skip them)."),
 ]
 
@@ -290,25 +351,29 @@ def with_io(f):
 @click.command("reconstruct")
 @with_io
 def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, device, precision):
-    """Audio -> latent -> audio (22050 Hz WAV, same length as the input), for files or folders."""
-    jobs = collect_jobs(inputs, output, AUDIO_EXTENSIONS, ".wav")
+    """Audio -> latent -> audio (22050 Hz, same length as the input), for files or folders.
+
+    Folders are mirrored as WAV; one output file is written in the format its extension names
+    (.wav, .flac, or anything FFmpeg encodes: .mp3, .ogg, .m4a, .opus ...)."""
+    jobs, missing = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, ".wav")
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
 
     def process(src: Path, dst: Path) -> None:
         audio = load_checked_audio(src, wrapper.sample_rate)
         save_audio(dst, wrapper(audio, wrapper.sample_rate)[0], wrapper.sample_rate)
 
-    run_jobs(jobs, force, process, "reconstruct")
+    run_jobs(jobs, force, process, "reconstruct", missing)
 
 
 @click.command("encode")
 @click.option("--bf16-latents", is_flag=True, help="Store latents as bfloat16 (default float32).")
 @with_io
 def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, vocoder, device, precision):
-    """Audio files -> latent files (.safetensors: 'latent' (80, frames) + metadata). No vocoder weights needed."""
+    """Audio files -> latent files (.safetensors: 'latent' (80, frames) + metadata). No vocoder weights
+    needed: --vocoder (a folder, its config.json or a hub id) only gives the mel settings."""
     from dcae.latents import LatentMeta, save_latent, weights_hash
 
-    jobs = collect_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
+    jobs, missing = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder=False)
     model_hash = weights_hash(wrapper.ae_model_path)
     dtype = torch.bfloat16 if bf16_latents else torch.float32
@@ -320,17 +385,23 @@ def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, voc
                           frame_rate=wrapper.frame_rate, num_samples=int(audio.shape[-1]), model=model_hash)
         save_latent(dst, latent, meta, dtype=dtype)
 
-    run_jobs(jobs, force, process, "encode")
+    run_jobs(jobs, force, process, "encode", missing)
 
 
 @click.command("decode")
 @with_io
 def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, precision):
-    """Latent files (.safetensors) -> audio files (22050 Hz WAV, trimmed to the encoded length)."""
-    from dcae.latents import LatentFileError, load_latent
+    """Latent files (.safetensors) -> audio files (22050 Hz, trimmed to the encoded length; folders as
+    WAV, one output file in its extension's format). Latents whose metadata names other AE weights
+    than --ae-model are decoded with a one-line warning."""
+    from tqdm import tqdm
 
-    jobs = collect_jobs(inputs, output, {LATENT_EXTENSION}, ".wav")
+    from dcae.latents import LatentFileError, load_latent, weights_hash
+
+    jobs, missing = prepare_jobs(inputs, output, {LATENT_EXTENSION}, ".wav")
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
+    model_hash = weights_hash(wrapper.ae_model_path)
+    warned: set[str] = set()
 
     def process(src: Path, dst: Path) -> None:
         latent, meta = load_latent(src)
@@ -338,9 +409,13 @@ def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, 
             raise LatentFileError(f"{src}: latent has {latent.shape[0]} dims, the model expects {wrapper.latent_dim}")
         if not bool(torch.isfinite(latent).all()):
             raise LatentFileError(f"{src}: latent contains NaN or Inf values")
+        warning = other_autoencoder_warning(src, meta.model, wrapper.ae_model_path, model_hash)
+        if warning and meta.model not in warned:  # once per foreign model
+            warned.add(meta.model)
+            tqdm.write(warning, file=sys.stderr)
         save_audio(dst, wrapper.decode(latent.unsqueeze(0), num_samples=meta.num_samples)[0], wrapper.sample_rate)
 
-    run_jobs(jobs, force, process, "decode")
+    run_jobs(jobs, force, process, "decode", missing)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,6 +11,7 @@ Nothing pickled is executed: ``torch.load(weights_only=True)`` or safetensors.
 """
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -71,20 +72,63 @@ def is_weight_norm_layout(state: dict[str, torch.Tensor]) -> bool:
     return any(".parametrizations.weight.original" in k for k in state)
 
 
-def load_state_into(module: DCAEWrapper, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with one clear message for missing/unexpected/mis-shaped keys."""
-    expected = module.state_dict()
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def _state_shapes(module: DCAEWrapper) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _differences(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor]
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, "key (got) vs (expected)" for mis-shaped tensors)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {shape}" for k, shape in expected.items()
+             if k in state and tuple(state[k].shape) != shape]
+    return missing, unexpected, wrong
+
+
+def packaged_config_for(state: dict[str, torch.Tensor]) -> Path | None:
+    """The packaged config (``dcae/configs/*.json``) whose model has exactly the tensors of ``state``
+    (models are built on the meta device: no memory, no weights), or None."""
+    for path in sorted(PACKAGED_CONFIGS.glob("*.json")):
+        with torch.device("meta"):
+            module = DCAEWrapper(DCAEConfig.from_json(path))
+        if not is_weight_norm_layout(state):
+            fold_weight_norm(module)
+        if not any(_differences(_state_shapes(module), state)):
+            return path
+    return None
+
+
+def mismatch_message(source: str, config: DCAEConfig, state: dict[str, torch.Tensor],
+                     differences: tuple[list[str], list[str], list[str]]) -> str:
+    """One line: how ``state`` differs from ``config``'s model, and which packaged config it fits."""
+    missing, unexpected, wrong = differences
+    fit = packaged_config_for(state)
+    if fit is not None:
+        counts = ", ".join(f"{len(keys)} {label}" for label, keys in
+                           (("missing", missing), ("unexpected", unexpected), ("mis-shaped", wrong)) if keys)
+        ours, theirs = config.to_dict(), DCAEConfig.from_json(fit).to_dict()
+        fields = [k for k in theirs if not k.startswith("_") and theirs[k] != ours.get(k)]
+        shown = os.path.relpath(fit) if not os.path.relpath(fit).startswith("..") else str(fit)
+        return (f"{source}: does not fit {config.source} ({counts} tensors); it fits the packaged {fit.name} "
+                f"(--ae-config {shown}), which differs in {', '.join(fields)}")
     problems = []
     for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
         if keys:
-            shown = ", ".join(keys[:3]) + (f" ... (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-            problems.append(f"{len(keys)} {label}: {shown}")
-    if problems:
-        raise CheckpointError(f"{source}: does not match the config ({module.config.source}): " + "; ".join(problems))
+            problems.append(f"{len(keys)} {label}: {keys[0]}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""))
+    names = ", ".join(p.name for p in sorted(PACKAGED_CONFIGS.glob("*.json")))
+    return (f"{source}: does not fit {config.source} ({'; '.join(problems)}); it fits none of the packaged "
+            f"configs ({names}) either: pass the config it was trained with (--ae-config)")
+
+
+def load_state_into(module: DCAEWrapper, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one clear line for missing/unexpected/mis-shaped keys."""
+    differences = _differences(_state_shapes(module), state)
+    if any(differences):
+        raise CheckpointError(mismatch_message(source, module.config, state, differences))
     module.load_state_dict(state, strict=True)
 
 

@@ -2,12 +2,14 @@
 
 With no flag, commands use the published weights, downloaded once into the Hugging Face cache
 (``huggingface_hub.hf_hub_download``). Offline and not cached, :class:`ModelNotFound` says in one
-message which files to fetch and which flags point at local copies.
+message which files to fetch and which flags point at local copies; :func:`resolve_models`
+resolves everything a command needs first, so that one message names every missing file.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable, Iterable
 
 DEFAULT_AE_REPO = "KdaiP/DC-Speech-VAE"
 DEFAULT_AE_FILE = "generator_700000.pt"
@@ -16,7 +18,54 @@ PACKAGED_AE_CONFIG = Path(__file__).resolve().parent / "configs" / "default.json
 
 
 class ModelNotFound(RuntimeError):
-    """A model file is neither local nor downloadable; the message says what to fetch and how."""
+    """A model file is neither local nor downloadable; the message says what to fetch and how.
+
+    ``fetch``: the (hub repo, file name) pairs that could not be downloaded; ``flags``: the options
+    that point at local copies instead; ``offline``: the hub could not be reached at all.
+    """
+
+    def __init__(self, message: str, fetch: Iterable[tuple[str, str]] = (), flags: Iterable[str] = (),
+                 offline: bool = False):
+        super().__init__(message)
+        self.fetch = list(fetch)
+        self.flags = list(flags)
+        self.offline = offline
+
+
+FLAG_HINTS = {"--ae-model": "--ae-model FILE", "--vocoder": "--vocoder DIR (the folder holding both vocoder files)"}
+
+
+def merge_errors(errors: list[ModelNotFound]) -> ModelNotFound:
+    """One :class:`ModelNotFound` for several: every file to fetch (grouped by hub repo) and every flag."""
+    if len(errors) == 1:
+        return errors[0]
+    if not all(e.fetch for e in errors):
+        return ModelNotFound("; ".join(str(e) for e in errors))
+    by_repo: dict[str, list[str]] = {}
+    for e in errors:
+        for repo, name in e.fetch:
+            by_repo.setdefault(repo, []).append(name)
+    flags = list(dict.fromkeys(f for e in errors for f in e.flags))
+    where = ("the hub cannot be reached and they are not in the Hugging Face cache" if all(e.offline for e in errors)
+             else "they could not be downloaded from the Hugging Face hub")
+    files = " and ".join(f"{' + '.join(names)} from https://huggingface.co/{repo}" for repo, names in by_repo.items())
+    hints = " ".join(FLAG_HINTS.get(f, f) for f in flags)
+    return ModelNotFound(f"model files missing ({where}): fetch {files} on a machine with internet, then pass {hints}",
+                         [f for e in errors for f in e.fetch], flags, all(e.offline for e in errors))
+
+
+def _collect(calls: Iterable[Callable[[], Path | None]]) -> list[Path | None]:
+    """Run every resolver; raise one merged :class:`ModelNotFound` if any failed."""
+    results, errors = [], []
+    for call in calls:
+        try:
+            results.append(call())
+        except ModelNotFound as e:
+            errors.append(e)
+            results.append(None)
+    if errors:
+        raise merge_errors(errors)
+    return results
 
 
 def _hub_reachable() -> bool:
@@ -49,7 +98,7 @@ def hub_download(repo_id: str, filename: str, flag: str) -> Path:
         return Path(cached)
     if not _hub_reachable():
         raise ModelNotFound(f"cannot get {filename} from the Hugging Face hub repo {repo_id} (offline and not "
-                            f"cached); {hint}")
+                            f"cached); {hint}", [(repo_id, filename)], [flag], offline=True)
     hub_logger = logging.getLogger("huggingface_hub")
     level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)  # its retry warnings would bury the one-line message
@@ -57,7 +106,7 @@ def hub_download(repo_id: str, filename: str, flag: str) -> Path:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except Exception as e:  # noqa: BLE001 - gated, missing, network: all become one message
         raise ModelNotFound(f"cannot get {filename} from the Hugging Face hub repo {repo_id} "
-                            f"({type(e).__name__}); {hint}") from None
+                            f"({type(e).__name__}); {hint}", [(repo_id, filename)], [flag]) from None
     finally:
         hub_logger.setLevel(level)
 
@@ -88,23 +137,64 @@ def resolve_ae_config(path: str | Path | None) -> Path:
     return p
 
 
+def _is_hub_id(target: str) -> bool:
+    return target.count("/") == 1 and not target.startswith((".", "/", "~"))
+
+
 def resolve_vocoder_dir(path_or_id: str | Path | None) -> Path:
     """A folder holding BigVGAN's ``config.json`` + ``bigvgan_generator.pt`` (NVIDIA's layout).
 
-    ``None`` means the published ``nvidia/bigvgan_v2_22khz_80band_256x``; a string that is not an
-    existing folder is taken as a hub repo id.
+    ``None`` means the published ``nvidia/bigvgan_v2_22khz_80band_256x``; the folder may also be
+    given by its ``config.json``; a string that is not an existing path is taken as a hub repo id.
     """
     target = str(path_or_id) if path_or_id not in (None, "") else DEFAULT_VOCODER_REPO
     p = Path(target)
+    if p.is_file() and p.suffix == ".json":
+        p = p.parent
     if p.is_dir():
         missing = [n for n in ("config.json", "bigvgan_generator.pt") if not (p / n).is_file()]
         if missing:
             raise ModelNotFound(f"{p}: vocoder folder lacks {', '.join(missing)} (NVIDIA's layout: "
                                 "config.json + bigvgan_generator.pt)")
         return p
-    if p.exists() or target.startswith((".", "/")) or target.count("/") != 1:
+    if p.exists() or not _is_hub_id(target):
         raise ModelNotFound(f"{target}: vocoder folder not found (pass --vocoder DIR holding config.json "
                             "and bigvgan_generator.pt, or a hub id such as " + DEFAULT_VOCODER_REPO + ")")
-    config = hub_download(target, "config.json", "--vocoder")
-    hub_download(target, "bigvgan_generator.pt", "--vocoder")
+    config, _ = _collect([lambda: hub_download(target, "config.json", "--vocoder"),
+                          lambda: hub_download(target, "bigvgan_generator.pt", "--vocoder")])
     return config.parent
+
+
+def resolve_mel_config_dir(path_or_id: str | Path | None) -> Path | None:
+    """A folder holding the vocoder's ``config.json`` when only its mel settings are needed (encoding):
+    ``None`` (or the published vocoder's id) means the packaged copy of the published config; a folder,
+    its ``config.json`` file or a hub id (only ``config.json`` is downloaded) name another one."""
+    if path_or_id in (None, "") or str(path_or_id) == DEFAULT_VOCODER_REPO:
+        return None
+    target = str(path_or_id)
+    p = Path(target)
+    if p.is_file():
+        if p.name != "config.json":
+            raise ModelNotFound(f"{p}: --vocoder takes a folder holding config.json, or that config.json "
+                                "(NVIDIA's layout)")
+        return p.parent
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelNotFound(f"{p}: vocoder folder has no config.json")
+        return p
+    if _is_hub_id(target) and not p.exists():
+        return hub_download(target, "config.json", "--vocoder").parent
+    raise ModelNotFound(f"{target}: vocoder config not found (pass --vocoder DIR holding config.json, "
+                        f"DIR/config.json, or a hub id such as {DEFAULT_VOCODER_REPO})")
+
+
+def resolve_models(ae_model: str | Path | None, ae_config: str | Path | None, vocoder: str | Path | None,
+                   vocoder_weights: bool = True) -> tuple[Path, Path, Path | None]:
+    """Everything a command loads, resolved before anything is loaded:
+    (AE generator file, AE config JSON, vocoder folder). With ``vocoder_weights=False`` (encoding)
+    the third is :func:`resolve_mel_config_dir`'s folder, or None for the packaged mel config.
+    Raises one :class:`ModelNotFound` naming every file to fetch and every flag to give."""
+    vocoder_resolver = resolve_vocoder_dir if vocoder_weights else resolve_mel_config_dir
+    model, config, voc = _collect([lambda: resolve_ae_model(ae_model), lambda: resolve_ae_config(ae_config),
+                                   lambda: vocoder_resolver(vocoder)])
+    return model, config, voc

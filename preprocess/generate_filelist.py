@@ -9,8 +9,13 @@ Same flags as the reference tool::
 also available as ``dcae filelist``. Files are probed in parallel (header metadata only unless
 ``--decode``); corrupt ones are listed on stderr and left out. The output holds absolute paths,
 sorted, one per line, and is written atomically; while the scan runs, progress is saved every
-``--flush-every`` valid files to ``OUT.partial``. Exit code 1 when corrupt files were found (the
-filelist of the good ones is still written).
+``--flush-every`` valid files to ``OUT.partial``. ``--val-fraction`` also writes a validation list:
+``--val-out``, by default OUT with ``train`` in its name replaced by ``val`` (``filelists/train.txt``
+-> ``filelists/val.txt``), else with ``_val`` added (``all.txt`` -> ``all_val.txt``).
+
+Leaving files out is the tool's job, so ``generate_filelist.py ... && python train.py ...`` goes on
+after corrupt files: exit code 0 with the summary; 1 only when no valid file was found or the
+filelist could not be written.
 """
 from __future__ import annotations
 
@@ -136,8 +141,10 @@ def split_train_val(paths: list[Path], val_fraction: float, seed: int) -> tuple[
 
 
 def default_val_path(out: Path) -> Path:
-    """``lists/train.txt`` -> ``lists/train_val.txt``."""
-    return out.with_name(f"{out.stem}_val{out.suffix or '.txt'}")
+    """``lists/train.txt`` -> ``lists/val.txt``, ``lists/libri_train.txt`` -> ``lists/libri_val.txt``,
+    ``lists/all.txt`` -> ``lists/all_val.txt``."""
+    stem = out.stem.replace("train", "val") if "train" in out.stem else f"{out.stem}_val"
+    return out.with_name(f"{stem}{out.suffix or '.txt'}")
 
 
 def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EXTS, workers: int | None = None,
@@ -191,9 +198,15 @@ def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out
     inputs = [*paths, *extra_paths]
     if not inputs:
         raise click.UsageError("give at least one input folder or file (--paths DIR...)")
-    result = generate_filelist(inputs, out, exts, workers, min_duration, flush_every, val_fraction, seed,
-                               val_out, decode, progress)
-    if result.corrupt:
+    try:
+        result = generate_filelist(inputs, out, exts, workers, min_duration, flush_every, val_fraction, seed,
+                                   val_out, decode, progress)
+    except OSError as e:
+        where = f": {e.filename}" if e.filename and Path(e.filename) != Path(out) else ""
+        click.echo(f"error: {out}: cannot write ({e.strerror or e}{where})", err=True)
+        sys.exit(1)
+    if not result.valid:
+        click.echo("error: no valid audio files found (nothing to train on; see the lines above)", err=True)
         sys.exit(1)
 
 

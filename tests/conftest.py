@@ -1,7 +1,10 @@
-"""Shared fixtures. Real speech comes from ../shared/data/get_speech.sh; tests skip when absent."""
+"""Shared fixtures. Real speech is fetched on first use by tests/data/get_speech.py into a cache
+folder ($DCAE_SPEECH_DIR, else ~/.cache/dcae-speech); tests that need it skip, saying why, when it
+cannot be fetched."""
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,21 +16,22 @@ DEFAULT_CONFIG = REPO / "dcae" / "configs" / "default.json"
 VOCODER_CONFIG = REPO / "vocoder" / "configs" / "bigvgan_v2_22khz_80band_256x.json"
 
 
-def _speech_dir() -> Path | None:
-    candidates = [os.environ.get("DCAE_SPEECH_DIR"), Path.home() / ".cache" / "dcae-speech"]
-    for c in candidates:
-        if c and (Path(c) / "filelist.txt").is_file():
-            return Path(c)
-    return None
+SPEECH_SCRIPT = REPO / "tests" / "data" / "get_speech.py"
 
 
 @pytest.fixture(scope="session")
 def speech_dir() -> Path:
-    """Folder made by get_speech.sh (alsa/ 48 kHz clips, en/ 16 kHz prompts, filelist.txt)."""
-    d = _speech_dir()
-    if d is None:
-        pytest.skip("real speech not available: run ../shared/data/get_speech.sh")
-    return d
+    """Folder made by tests/data/get_speech.py (alsa/ 48 kHz clips, en/ 16 kHz prompts, filelist.txt),
+    fetched on first use (the script holds a lock, so parallel sessions wait for one download)."""
+    from tests.data.get_speech import default_dest, is_ready
+
+    dest = default_dest()
+    if not is_ready(dest):
+        result = subprocess.run([sys.executable, str(SPEECH_SCRIPT), str(dest)], capture_output=True, text=True)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+            pytest.skip(f"real speech not available: {SPEECH_SCRIPT.relative_to(REPO)} said: {reason}")
+    return dest.expanduser().resolve()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -83,6 +84,26 @@ def test_wrong_shapes_name_the_key(tmp_path, checkpoint):
         load_dcae(path, TINY_CONFIG)
 
 
+def test_checkpoint_of_a_packaged_config_says_which_in_one_line(tmp_path, checkpoint):
+    """A tiny checkpoint loaded with the default config names the config it fits and what differs."""
+    from .conftest import DEFAULT_CONFIG
+
+    path, _ = checkpoint
+    with pytest.raises(CheckpointError) as e:
+        load_dcae(path, DEFAULT_CONFIG)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: does not fit {DEFAULT_CONFIG}") and "\n" not in msg, msg
+    assert len(msg.replace(str(path), "").replace(str(DEFAULT_CONFIG), "")) < 350, msg  # no key dump
+    assert f"it fits the packaged {TINY_CONFIG.name} (--ae-config {os.path.relpath(TINY_CONFIG)})" in msg
+    assert "encoder_block_out_channels" in msg and "decoder_layers_per_block" in msg  # fields that differ
+    # a checkpoint that fits no packaged config says so
+    odd = DCAEWrapper({**tiny_dict(), "latent_channels": 8})
+    torch.save(odd.state_dict(), tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_dcae(tmp_path / "odd.pt", TINY_CONFIG)
+    assert "fits none of the packaged configs" in str(e.value) and "\n" not in str(e.value)
+
+
 class NotAStateDict:
     def __init__(self):
         self.payload = [1, 2, 3]
@@ -139,22 +160,34 @@ def test_fp16_on_cpu_is_a_clear_error(checkpoint):
         load_dcae(path, TINY_CONFIG, precision="fp16")
 
 
-def test_training_mode_noise(checkpoint):
-    """Train mode returns (noisy, clean); eval adds no noise."""
+def test_training_mode_noise_has_a_per_sample_sigma_up_to_half():
+    """Train mode: noisy = clean + sigma_i * N(0, I), sigma_i ~ U(0, 0.5) drawn per sample (sigma-VAE);
+    eval adds no noise unless a fixed strength is asked for."""
     model = DCAEWrapper(TINY_CONFIG)
-    mel = torch.randn(4, 80, 32)
+    mel = torch.randn(64, 80, 128)
     model.train()
-    noisy, clean = model.encode(mel)
-    assert noisy.shape == clean.shape == (4, 16, 5, 2)
-    assert not torch.allclose(noisy, clean)
-    recon, clean2 = model(mel)
-    assert recon.shape == mel.shape
+    with torch.no_grad():
+        noisy, clean = model.encode(mel)
+    assert noisy.shape == clean.shape == (64, 16, 5, 8)
+    noise = (noisy - clean).flatten(1)  # (64, 640): each sample's noise
+    sigma = noise.std(dim=1)
+    assert noise.mean(dim=1).abs().max() < 0.08  # zero-mean (4 standard errors at sigma 0.5)
+    assert float(sigma.max()) <= 0.5 * 1.1  # never above 0.5 (the estimate is good to ~3%)
+    assert float(sigma.min()) < 0.05 and float(sigma.max()) > 0.45  # the whole range [0, 0.5] is used
+    assert abs(float(sigma.mean()) - 0.25) < 0.06 and abs(float(sigma.std()) - 0.5 / 12 ** 0.5) < 0.04  # U(0, 0.5)
+    # one sigma per sample: both halves of a sample have the same noise level
+    halves = noise.reshape(64, 2, -1).std(dim=2)
+    assert float(((halves[:, 0] - halves[:, 1]).abs() / sigma).max()) < 0.25
+    recon, _ = model(mel[:4])
+    assert recon.shape == (4, 80, 128)
     model.eval()
     with torch.no_grad():
-        assert torch.equal(model.encode(mel), model.encode(mel))
+        assert torch.equal(model.encode(mel[:4]), model.encode(mel[:4]))
         # the latent is LayerNorm-ed over channels: zero mean, unit variance per (freq, time) cell
-        z = model.encode(mel)
+        z = model.encode(mel[:4])
         assert torch.allclose(z.mean(dim=1), torch.zeros(()), atol=1e-5)
+        fixed = (model.encode(mel[:8], noise_strength=0.3) - z.new_zeros(()) - model.encode(mel[:8])).flatten(1)
+        assert torch.allclose(fixed.std(dim=1), torch.full((8,), 0.3), rtol=0.05)
 
 
 def test_dispersive_loss_matches_pairwise_definition():

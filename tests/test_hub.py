@@ -57,3 +57,35 @@ def test_local_paths(tmp_path):
         hub.resolve_ae_model(tmp_path)
     with pytest.raises(hub.ModelNotFound, match="AE config not found"):
         hub.resolve_ae_config(tmp_path / "nope.json")
+
+
+def test_offline_names_every_missing_file_and_flag_in_one_line(offline, hub_cache):
+    with pytest.raises(hub.ModelNotFound) as e:
+        hub.resolve_models(None, None, None)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for needed in ("generator_700000.pt", "https://huggingface.co/KdaiP/DC-Speech-VAE", "config.json + bigvgan_generator.pt",
+                   "https://huggingface.co/nvidia/bigvgan_v2_22khz_80band_256x", "--ae-model", "--vocoder"):
+        assert needed in msg, needed
+    put_in_cache(hub_cache, hub.DEFAULT_VOCODER_REPO, "config.json", b"{}")  # half of the vocoder is cached
+    with pytest.raises(hub.ModelNotFound) as e:
+        hub.resolve_models(None, None, None)
+    assert "bigvgan_generator.pt" in str(e.value) and "config.json +" not in str(e.value)
+    # encoding needs only the vocoder's mel settings: the packaged copy, nothing to fetch for it
+    with pytest.raises(hub.ModelNotFound) as e:
+        hub.resolve_models(None, None, None, vocoder_weights=False)
+    assert "generator_700000.pt" in str(e.value) and "bigvgan" not in str(e.value)
+
+
+def test_vocoder_given_by_its_config_json(tmp_path):
+    folder = tmp_path / "bigvgan"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "bigvgan_generator.pt").write_bytes(b"x")
+    assert hub.resolve_vocoder_dir(folder / "config.json") == folder
+    assert hub.resolve_mel_config_dir(folder / "config.json") == folder == hub.resolve_mel_config_dir(folder)
+    assert hub.resolve_mel_config_dir(None) is None and hub.resolve_mel_config_dir(hub.DEFAULT_VOCODER_REPO) is None
+    with pytest.raises(hub.ModelNotFound, match="config.json"):
+        hub.resolve_mel_config_dir(tmp_path)  # a folder without config.json
+    with pytest.raises(hub.ModelNotFound, match="not found"):
+        hub.resolve_mel_config_dir(tmp_path / "nope" / "config.json")

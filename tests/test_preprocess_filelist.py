@@ -11,7 +11,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from preprocess.filelist import FilelistEntry, FilelistError, read_filelist, write_filelist
-from preprocess.generate_filelist import filelist_command, split_train_val
+from preprocess.generate_filelist import default_val_path, filelist_command, split_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -74,7 +74,7 @@ def _run(args: list[str]):
 def test_tool_keeps_valid_files_and_reports_counts(audio_tree, tmp_path):
     out = tmp_path / "lists" / "train.txt"
     result = _run(["--paths", str(audio_tree / "a"), str(audio_tree / "d"), "--out", str(out), "--min-duration", "1"])
-    assert result.exit_code == 1, result.output  # corrupt files were found
+    assert result.exit_code == 0, result.output  # leaving corrupt files out is the tool's job, not a failure
     listed = [e.path for e in read_filelist(out)]
     expected = sorted(p.resolve() for p in (audio_tree / "a/long.wav", audio_tree / "a/b/c/nested.FLAC",
                                             audio_tree / "d/silent.wav"))
@@ -91,7 +91,7 @@ def test_decode_rejects_silence_and_min_duration_zero_keeps_short(audio_tree, tm
     result = _run([str(audio_tree), "--out", str(out), "--min-duration", "0", "--decode", "--exts", "wav,flac"])
     names = sorted(e.path.name for e in read_filelist(out))
     assert names == ["long.wav", "nested.FLAC", "short.wav"]
-    assert "silent audio" in result.stderr and result.exit_code == 1
+    assert "silent audio" in result.stderr and result.exit_code == 0
 
 
 def test_all_good_files_exit_zero(audio_tree, tmp_path):
@@ -108,8 +108,24 @@ def test_validation_split_is_disjoint_and_seeded(audio_tree, tmp_path):
     assert split_train_val(paths, 0.1, seed=4)[1] != val
     out = tmp_path / "train.txt"
     _run([str(audio_tree), "--out", str(out), "--min-duration", "0", "--val-fraction", "0.3", "--seed", "1"])
-    train_list, val_list = read_filelist(out), read_filelist(tmp_path / "train_val.txt")
+    train_list, val_list = read_filelist(out), read_filelist(tmp_path / "val.txt")  # the README's names
     assert len(val_list) == 1 and len(train_list) == 3
+    other = _run([str(audio_tree / "a"), "--out", str(tmp_path / "libri_train.txt"), "--min-duration", "0",
+                  "--val-fraction", "0.5"])
+    assert f"1 validation files to {tmp_path / 'libri_val.txt'}" in other.output
+    assert default_val_path(Path("lists/train.txt")) == Path("lists/val.txt")
+    assert default_val_path(Path("lists/libri_train.txt")) == Path("lists/libri_val.txt")
+    assert default_val_path(Path("lists/all.txt")) == Path("lists/all_val.txt")
+
+
+def test_exit_code_says_only_whether_a_filelist_was_made(audio_tree, tmp_path):
+    """Non-zero only when nothing valid was found or the filelist could not be written."""
+    nothing = _run([str(audio_tree / "d" / "corrupt.wav"), "--out", str(tmp_path / "none.txt"), "--min-duration", "0"])
+    assert nothing.exit_code == 1 and "error: no valid audio files" in nothing.output
+    (tmp_path / "file").write_text("")
+    unwritable = _run([str(audio_tree / "a"), "--out", str(tmp_path / "file" / "l.txt"), "--min-duration", "0"])
+    assert unwritable.exit_code == 1 and f"error: {tmp_path / 'file' / 'l.txt'}: cannot write" in unwritable.output
+    assert "Traceback" not in unwritable.output
 
 
 def test_script_runs_by_path_with_reference_flags(audio_tree, tmp_path):

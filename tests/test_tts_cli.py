@@ -101,18 +101,29 @@ def test_dcae_tts_writes_latent(trained_run, tmp_path):
 
 
 def test_dcae_tts_prompt_and_default_length(trained_run, tmp_path):
-    prompt = tmp_path / "prompt.safetensors"
-    save_latent(prompt, CORPUS.truth("dab").T, load_latent(_any_latent(trained_run))[1])
-    out = tmp_path / "out.safetensors"
-    result = invoke("--checkpoint", str(trained_run), "--text", "cab", "--prompt-latent", str(prompt),
-                    "--prompt-text", "dab", "--out-latent", str(out), "--steps", "2", "--max-frames", "12")
-    assert result.exit_code == 0, result.output
-    frames = load_latent(out)[0].shape[1]
-    run = load_run(trained_run)
-    if run.kind == "flow":
-        assert frames == 6  # the prompt's own rate: 6 frames for 3 characters -> 6 for "cab"
+    meta = load_latent(_any_latent(trained_run))[1]
+    for name, text in (("dab", "dab"), ("other", "ccdd")):
+        save_latent(tmp_path / f"{name}.safetensors", CORPUS.truth(text).T, meta)
+
+    def make(prompt: str, prompt_text: str, *extra: str) -> torch.Tensor:
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}.safetensors"
+        result = invoke("--checkpoint", str(trained_run), "--text", "cab", "--prompt-latent",
+                        str(tmp_path / f"{prompt}.safetensors"), "--prompt-text", prompt_text, "--out-latent",
+                        str(out), "--steps", "2", "--seed", "1", *extra)
+        assert result.exit_code == 0, result.output
+        return load_latent(out)[0]
+
+    # the prompt is used: another prompt (same text, seed and length) gives another latent
+    with_dab, with_other = make("dab", "dab", "--frames", "4"), make("other", "dab", "--frames", "4")
+    assert with_dab.shape == with_other.shape == (8, 4) and not torch.allclose(with_dab, with_other)
+    # the length: flow takes the prompt's own rate (6 frames for 3 characters -> 6 for "cab");
+    # --max-frames caps it for both kinds
+    default = make("dab", "dab")
+    capped = make("dab", "dab", "--max-frames", "3")
+    if load_run(trained_run).kind == "flow":
+        assert default.shape[1] == 6 and capped.shape[1] == 3
     else:
-        assert 1 <= frames <= 12
+        assert 1 <= capped.shape[1] <= 3
 
 
 def _any_latent(run_dir: Path) -> Path:
@@ -134,6 +145,45 @@ def test_dcae_tts_errors(trained_run, tmp_path, args, message):
 def test_dcae_tts_bad_run_folder(tmp_path):
     result = invoke("--checkpoint", str(tmp_path), "--text", "ab", "--out-latent", str(tmp_path / "x.safetensors"))
     assert result.exit_code == 2 and "model.json" in result.output
+
+
+@pytest.fixture(scope="module")
+def run_80d(tmp_path_factory) -> Path:
+    """A tiny flow run on 80-d toy latents (the DC-AE's size), recorded as made by AE "synthetic"."""
+    corpus = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=80)
+    manifest = corpus.write(tmp_path_factory.mktemp("toy80"), corpus.random_texts(16, seed=1, max_len=5))
+    out = tmp_path_factory.mktemp("run80")
+    assert train(manifest, out, "flow", 2) == 0
+    return out
+
+
+def test_dcae_tts_audio_format_and_autoencoder_check(run_80d, tiny_generator, small_vocoder, tmp_path):
+    from torchcodec.decoders import AudioDecoder
+
+    from dcae.latents import weights_hash
+
+    models = ["--ae-model", str(tiny_generator), "--ae-config", "dcae/configs/tiny.json", "--vocoder",
+              str(small_vocoder), "--device", "cpu"]
+    args = ["--checkpoint", str(run_80d), "--text", "abc", "--frames", "3", "--steps", "2", *models]
+    foreign = invoke(*args, "-o", str(tmp_path / "a.mp3"))
+    assert foreign.exit_code == 0, foreign.output
+    assert AudioDecoder(str(tmp_path / "a.mp3")).metadata.codec == "mp3"
+    warnings = [line for line in foreign.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "synthetic" in warnings[0] and weights_hash(tiny_generator) in warnings[0]
+    # the run's latents made by this AE: no warning
+    info = json.loads((run_80d / "latent.json").read_text())
+    (run_80d / "latent.json").write_text(json.dumps(dict(info, model=weights_hash(tiny_generator))))
+    try:
+        same = invoke(*args, "-o", str(tmp_path / "b.wav"))
+    finally:
+        (run_80d / "latent.json").write_text(json.dumps(info))
+    assert same.exit_code == 0 and "warning" not in same.output
+    # formats that cannot be written are refused before synthesis, in one line
+    for flag, name, message in (("-o", "c.xyz", "cannot write audio as '.xyz'"),
+                                ("--out-latent", "c.pt", "latent files are .safetensors")):
+        bad = invoke(*args, flag, str(tmp_path / name))
+        assert bad.exit_code == 2 and message in bad.output and len(bad.output.strip().splitlines()) == 1
+        assert not (tmp_path / name).exists()
 
 
 @pytest.mark.slow

@@ -1,12 +1,15 @@
 """vocoder.audio: decoding (torchcodec + soundfile fallback), checks, resampling, atomic WAV writing."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from vocoder.audio import AudioError, audio_info, check_audio, load_audio, resample, save_audio
+from vocoder.audio import AudioError, audio_info, check_audio, check_output_suffix, load_audio, resample, save_audio
 
 
 def tone(sr: int, seconds: float, channels: int = 1) -> np.ndarray:
@@ -83,10 +86,51 @@ def test_save_audio_roundtrip_atomic(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["o.wav"]  # no temporary left behind
 
 
-def test_resample_matches_ffmpeg_on_a_tone(tmp_path):
-    sf.write(tmp_path / "a.wav", tone(48000, 1.0), 48000, subtype="FLOAT")
-    ours = resample(torch.from_numpy(tone(48000, 1.0)), 48000, 22050)
-    ffmpeg = load_audio(tmp_path / "a.wav")
-    assert ours.shape == ffmpeg.shape == (22050,)
-    mid = slice(1000, -1000)  # edges differ by filter design only
-    assert (ours[mid] - ffmpeg[mid]).abs().max() < 2e-3
+def test_files_and_tensors_are_resampled_alike(tmp_path):
+    """One resampler: load_audio(path, rate) == resample(load_audio(path, None), native, rate)."""
+    rng = np.random.default_rng(0)
+    for sr in (48000, 16000, 44100):
+        sf.write(tmp_path / f"a{sr}.wav", (0.2 * rng.standard_normal(sr)).astype(np.float32), sr, subtype="FLOAT")
+        native = load_audio(tmp_path / f"a{sr}.wav", None)
+        assert torch.equal(load_audio(tmp_path / f"a{sr}.wav"), resample(native, sr, 22050))
+        part = load_audio(tmp_path / f"a{sr}.wav", offset=0.25, duration=0.5)
+        assert torch.equal(part, resample(load_audio(tmp_path / f"a{sr}.wav", None, offset=0.25, duration=0.5), sr, 22050))
+
+
+@pytest.mark.parametrize("orig, new", [(48000, 22050), (16000, 22050), (44100, 22050), (8000, 22050), (22050, 16000)])
+def test_resample_in_blocks_equals_one_pass(monkeypatch, orig, new):
+    from scipy.signal import resample_poly
+
+    import vocoder.audio
+
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3 * orig + 17)).astype(np.float32))
+    one_pass = resample(x, orig, new)
+    ratio = Fraction(new, orig)
+    reference = resample_poly(x.double().numpy(), ratio.numerator, ratio.denominator, axis=-1)
+    assert one_pass.shape == (2, math.ceil(x.shape[-1] * new / orig)) and one_pass.dtype == torch.float32
+    np.testing.assert_allclose(one_pass.double().numpy(), reference[:, :one_pass.shape[-1]], rtol=0, atol=1e-6)
+    monkeypatch.setattr(vocoder.audio, "RESAMPLE_BLOCK", 5000)  # many blocks, each with its context
+    torch.testing.assert_close(resample(x, orig, new), one_pass, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix, codec, rate", [  # Opus always decodes at 48 kHz
+    (".mp3", "mp3", 22050), (".flac", "flac", 22050), (".ogg", "vorbis", 22050), (".m4a", "aac", 22050),
+    (".opus", "opus", 48000), (".wav", "pcm_s16le", 22050)])
+def test_save_audio_writes_the_format_its_extension_names(tmp_path, suffix, codec, rate):
+    from torchcodec.decoders import AudioDecoder
+
+    check_output_suffix(tmp_path / f"o{suffix}")
+    save_audio(tmp_path / f"o{suffix}", torch.from_numpy(tone(22050, 1.0)), 22050)
+    meta = AudioDecoder(str(tmp_path / f"o{suffix}")).metadata
+    assert (meta.codec, meta.sample_rate) == (codec, rate) and abs(meta.duration_seconds - 1.0) < 0.1
+    assert [p.name for p in tmp_path.iterdir()] == [f"o{suffix}"]
+
+
+@pytest.mark.parametrize("name", ["o.xyz", "o", "o.wma"])
+def test_unwritable_audio_extension_is_one_line(tmp_path, name):
+    with pytest.raises(AudioError) as e:
+        check_output_suffix(tmp_path / name)
+    assert str(e.value).startswith(f"{tmp_path / name}: cannot write audio as") and "\n" not in str(e.value)
+    with pytest.raises(AudioError):
+        save_audio(tmp_path / name, torch.from_numpy(tone(22050, 0.2)), 22050)
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ from dcae.cli_options import model_options
 from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
-from .synthesize import SynthesisError, stream_frames, synthesize
+from .synthesize import SynthesisError, stream_frames, synthesize, target_frames
 
 STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
 
@@ -42,11 +42,14 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 @click.option("--steps", type=int, default=None, help="Flow steps (default: 10 for AR frames, 32 for the flow model).")
 @click.option("--cfg-scale", type=float, default=None, help="Classifier-free guidance (1: none; default 1.5 AR, 2.0 flow).")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the starting noise.")
-@click.option("--max-frames", type=int, default=None, help="AR: stop after this many frames at most.")
+@click.option("--max-frames", type=int, default=None,
+              help="At most this many frames (AR: stops earlier by itself; flow: caps its duration rule).")
 @click.option("--out-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the latent (80, frames) here (.safetensors).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write audio (WAV) here; decodes with --ae-model/--ae-config/--vocoder.")
+              help="Write audio here, in the format its extension names (.wav, .flac, .mp3, .ogg ...); "
+                   "decodes with --ae-model/--ae-config/--vocoder (a warning if the run's latents were "
+                   "made by other AE weights).")
 @model_options
 def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, prompt_latent: Path | None,
                 prompt_text: str | None, seed: int, steps: int | None, cfg_scale: float | None, temperature: float,
@@ -57,6 +60,17 @@ def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, 
         _fail("give --out-latent F.safetensors and/or -o out.wav")
     if frames is not None and frames < 1:
         _fail("--frames must be at least 1")
+    if max_frames is not None and (max_frames < 1 or (frames is not None and frames > max_frames)):
+        _fail(f"--max-frames must be at least 1 and at least --frames (got {max_frames})")
+    if out_latent is not None and out_latent.suffix.lower() != ".safetensors":
+        _fail(f"{out_latent}: latent files are .safetensors")
+    if output is not None:
+        from vocoder.audio import AudioError, check_output_suffix
+
+        try:
+            check_output_suffix(output)
+        except AudioError as e:
+            _fail(str(e))
     tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         run = load_run(run_dir, tts_device, step)
@@ -68,15 +82,25 @@ def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, 
             prompt, _ = load_latent(prompt_latent)
         except LatentFileError as e:
             _fail(str(e))
+    if run.kind == "flow" and max_frames is not None and frames is None:  # cap the duration rule
+        try:
+            frames = min(max_frames, target_frames(run, text, prompt, prompt_text))
+        except SynthesisError as e:
+            _fail(str(e))
     args = dict(prompt=prompt, prompt_text=prompt_text, frames=frames, seed=seed, steps=steps,
                 temperature=temperature, cfg_scale=cfg_scale, max_frames=max_frames)
     wrapper = None
     if output is not None:
-        from inference import build_wrapper
+        from dcae.latents import weights_hash
+        from inference import build_wrapper, other_autoencoder_warning
 
         wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
         if wrapper.latent_dim != run.stats.dim:
             _fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
+        warning = other_autoencoder_warning(f"{run_dir} (its training latents)", str(run.latent_info.get("model", "")),
+                                            wrapper.ae_model_path, weights_hash(wrapper.ae_model_path))
+        if warning:
+            click.echo(warning, err=True)
     try:
         if wrapper is not None and run.kind == "ar":
             latent, audio = _stream_to_audio(wrapper, stream_frames(run, text, **args))
