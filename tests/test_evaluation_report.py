@@ -165,3 +165,26 @@ def test_exts_is_refused_with_a_filelist(tmp_path):
                                                    "--exts", "wav"])
     assert result.exit_code == 2 and result.stderr.startswith("error: --exts does not apply to --filelist")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_the_speaker_encoder_sim_is_left_empty_or_refused(speech_files, tmp_path, monkeypatch):
+    """What a user without the [sim] extra sees: one warning and an empty column; ``--sim``: exit 2."""
+    from evaluation import speaker
+
+    reason = "speaker similarity needs the resemblyzer package (No module named 'resemblyzer'); pip install ..."
+    monkeypatch.setattr(speaker, "encoder_available", lambda: reason)
+    source = next(p for p in speech_files if sf.info(str(p)).samplerate == 16000 and sf.info(str(p)).duration > 1.5)
+    clean, rate = sf.read(str(source))
+    for folder, audio in (("ref", clean), ("deg", _noisy(clean, 10, 0))):
+        (tmp_path / folder).mkdir()
+        sf.write(str(tmp_path / folder / "a.wav"), audio, rate)
+    args = ["--ref", str(tmp_path / "ref"), "--deg", str(tmp_path / "deg"), "--out", str(tmp_path / "o"),
+            "--workers", "1", "--no-progress"]
+    refused = CliRunner().invoke(evaluate_command, [*args, "--sim"])
+    assert refused.exit_code == 2 and refused.stderr == f"error: {reason}\n"
+    result = CliRunner().invoke(evaluate_command, args)
+    assert result.exit_code == 0 and result.stderr == f"warning: SIM column left empty: {reason}\n"
+    with open(tmp_path / "o" / "metrics.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["sim"] == "" and row["error"] == "" and float(row["pesq_wb"]) > 1
+    assert "sim ↑" not in result.stdout
