@@ -233,8 +233,11 @@ def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     up, down = ratio.numerator, ratio.denominator
     n = audio.shape[-1]
     expected = math.ceil(n * up / down)
+    # numpy, not torch, for the copies: torch's multi-threaded elementwise ops cost milliseconds each
+    # on a busy CPU, more than the filtering itself
     x = audio.detach().to("cpu").reshape(-1, n)
-    out = torch.empty(x.shape[0], expected, dtype=audio.dtype)
+    x = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy()
+    out = np.empty((x.shape[0], expected), dtype=x.dtype)
     # output m is centred on input m * down / up and reaches 10 * max(up, down) / up inputs either
     # side (resample_poly's filter); block and context starts are multiples of ``down``, so every
     # block's outputs fall on the same output grid as one pass over the whole signal
@@ -243,8 +246,8 @@ def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     for k0 in range(0, n, block):
         k1 = min(n, k0 + block)
         c0, c1 = max(0, k0 - context), min(n, k1 + context)
-        y = resample_poly(x[:, c0:c1].to(torch.float64).numpy(), up, down, axis=-1)
+        y = resample_poly(x[:, c0:c1].astype(np.float64), up, down, axis=-1)
         m0, m1 = k0 * up // down, (expected if k1 == n else k1 * up // down)
         skip = (k0 - c0) * up // down
-        out[:, m0:m1] = torch.from_numpy(y[:, skip: skip + m1 - m0]).to(audio.dtype)
-    return out.reshape(*audio.shape[:-1], expected).to(audio.device)
+        out[:, m0:m1] = y[:, skip: skip + m1 - m0]
+    return torch.from_numpy(out).reshape(*audio.shape[:-1], expected).to(audio.device, audio.dtype)
