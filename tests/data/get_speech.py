@@ -44,12 +44,13 @@ def default_dest() -> Path:
 
 
 def is_ready(dest: Path) -> bool:
-    """True when ``dest/filelist.txt`` lists a complete set whose files exist."""
+    """True when ``dest/filelist.txt`` lists files that exist (it is written last, so a run that was
+    killed leaves none; a folder of one's own with a filelist.txt is used as it is, never refetched)."""
     listing = dest / "filelist.txt"
     if not listing.is_file():
         return False
     files = [line for line in listing.read_text().splitlines() if line]
-    return len(files) >= MIN_FILES and Path(files[0]).is_file() and Path(files[-1]).is_file()
+    return bool(files) and Path(files[0]).is_file() and Path(files[-1]).is_file()
 
 
 @contextlib.contextmanager
@@ -78,13 +79,18 @@ def _run(cmd: list[str], cwd: Path) -> tuple[bool, str]:
     return result.returncode == 0, (errors or lines[-1:] or [f"exit code {result.returncode}"])[0]
 
 
-def download_packages(work: Path) -> list[Path]:
-    """``apt-get download`` the packages into ``work``: with the system's package index, else with a
-    private one built in ``work`` (no root needed). Raises :class:`SpeechUnavailable`."""
+def check_apt() -> None:
+    """Raise :class:`SpeechUnavailable` unless apt-get and dpkg-deb are here."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise SpeechUnavailable("apt-get/dpkg-deb not found: the test speech comes from Debian/Ubuntu packages "
                                 f"({', '.join(PACKAGES)}); on another system set DCAE_SPEECH_DIR to a folder made "
                                 "by this script on a Debian/Ubuntu machine")
+
+
+def download_packages(work: Path) -> list[Path]:
+    """``apt-get download`` the packages into ``work``: with the system's package index, else with a
+    private one built in ``work`` (no root needed). Raises :class:`SpeechUnavailable`."""
+    check_apt()
     options = ["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else []
     ok, message = _run(["apt-get", *options, "download", *PACKAGES], work)
     if not ok:  # no (or a stale) package index: build a private one, as any user
@@ -132,6 +138,7 @@ def fetch(dest: Path) -> int:
     dest = dest.expanduser().resolve()
     with locked(dest):
         if not is_ready(dest):
+            check_apt()
             try:
                 import torchcodec.decoders  # noqa: F401 - FFmpeg's libraries decode the G.722 prompts
             except Exception as e:  # noqa: BLE001 - ImportError/RuntimeError/OSError when FFmpeg is missing
