@@ -9,6 +9,8 @@ from typing import ClassVar
 from dcae.errors import ConfigError
 from dcae.training import RunConfig
 
+from .flow_matching import check_time_schedule
+
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 MODELS = ("ar", "flow")
 
@@ -68,6 +70,7 @@ class TTSTrainConfig(TTSRunConfig):
     meanflow: bool = False  # MeanFlow average-velocity training (few-step sampling)
     meanflow_ratio: float = 0.25  # fraction of samples trained on an interval [s, e] rather than a point
     time_scale: float = 10.0  # flow time embedded as sinusoids of time_scale * s (MeanFlow is steadier lower)
+    time_schedule: str = "uniform"  # training flow times: uniform | logit_normal (SD3) | cosine (AR head and flow model)
 
 def load_presets() -> dict[str, dict]:
     """``tiny`` / ``base`` / ... from ``tts/presets/*.json``."""
@@ -80,6 +83,10 @@ def check_config(cfg: TTSTrainConfig) -> None:
         raise ConfigError(f"--model: expected ar or flow, got {cfg.model!r}")
     if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
         raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
+    try:
+        check_time_schedule(cfg.time_schedule)
+    except ValueError as e:
+        raise ConfigError(f"--time-schedule: {e}") from None
     if not 0 < cfg.infill_min <= cfg.infill_max <= 1:
         raise ConfigError("--infill-min/--infill-max: need 0 < min <= max <= 1")
     for name in ("layers", "flow_samples"):
