@@ -84,7 +84,7 @@ class S3Tokenizer(SpeechTokenizer):
             for k, w in enumerate(plan_windows(mel.shape[-1], WINDOW_FRAMES, OVERLAP_FRAMES, FRAMES_PER_TOKEN)):
                 pieces.append((i, k, w, mel[:, w.start:w.end]))
         pieces.sort(key=lambda p: -p[3].shape[-1])  # similar lengths together: less padding
-        kept: dict[tuple[int, int], torch.Tensor] = {}
+        kept: list[dict[int, torch.Tensor]] = [{} for _ in clips]  # per clip: window index -> kept tokens
         for b in range(0, len(pieces), self.max_windows_per_forward):
             group = pieces[b:b + self.max_windows_per_forward]
             mels, lengths = self._s3.padding([p[3] for p in group])
@@ -92,5 +92,5 @@ class S3Tokenizer(SpeechTokenizer):
             for (i, k, w, mel), code, n in zip(group, codes, code_lens.tolist()):
                 if n != math.ceil(mel.shape[-1] / FRAMES_PER_TOKEN):
                     raise RuntimeError(f"S3Tokenizer gave {n} tokens for {mel.shape[-1]} mel frames")
-                kept[i, k] = code[w.keep_start:w.keep_end].long()
-        return [torch.cat([kept[key] for key in sorted(k for k in kept if k[0] == i)]) for i in range(len(clips))]
+                kept[i][k] = code[w.keep_start:w.keep_end].long()
+        return [torch.cat([windows[k] for k in sorted(windows)]) for windows in kept]
