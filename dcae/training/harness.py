@@ -81,6 +81,9 @@ class Trainer:
         """Called once the checkpoint (if any) is loaded, before the first step: write run files that
         must not change unless the run can continue (every process; ``run.step`` is the start step)."""
 
+    def saved(self, run: "TrainingRun", step: int) -> None:
+        """Main process, after a checkpoint set was written: e.g. export inference weights to the run folder."""
+
     def dataset(self, run: "TrainingRun") -> Dataset:
         """The training items (set ``uses_item_seeds = True`` on it to receive ``(index, seed)`` keys)."""
         raise NotImplementedError
@@ -233,6 +236,7 @@ def save_checkpoint(run: TrainingRun, trainer: Trainer, manager: CheckpointManag
     objects[STATE_FILE] = state
     manager.save(step, objects)
     run.log(f"step {step}: saved checkpoint set {manager.path(STATE_FILE, step)}")
+    trainer.saved(run, step)
 
 
 def _fast_forward(scheduler: Any, step: int) -> None:
