@@ -1,4 +1,5 @@
-"""``dcae tts``: synthesise latents (or audio) with a trained TTS run folder."""
+"""``dcae tts``: synthesise latents (or audio) with a trained TTS run folder (text, or speech tokens
+for a token-flow run)."""
 from __future__ import annotations
 
 import sys
@@ -12,6 +13,7 @@ from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
 from .synthesize import SynthesisError, stream_frames, synthesize, target_frames
+from .token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
 
 STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
 
@@ -32,15 +34,23 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 @click.option("--checkpoint", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="TTS run folder written by python -m tts.train (newest checkpoint is used).")
 @click.option("--step", type=int, default=None, help="Use the checkpoint of this step instead of the newest.")
-@click.option("--text", required=True, help="Text to speak.")
+@click.option("--text", default=None, help="Text to speak (text runs: ar, flow).")
+@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Speech-token file to speak (token-flow runs): the latent gets "
+                   "round(num_tokens / token_rate * frame_rate) frames.")
 @click.option("--frames", type=int, default=None,
               help="Number of latent frames to make (default: AR stops by itself; flow uses its duration rule).")
 @click.option("--prompt-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latent file (.safetensors from dcae encode/export) whose voice to continue.")
-@click.option("--prompt-text", default=None, help="Transcript of --prompt-latent (needed with it).")
+@click.option("--prompt-text", default=None, help="Transcript of --prompt-latent (text runs: needed with it).")
+@click.option("--prompt-tokens", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Speech-token file of --prompt-latent's audio (token-flow runs: needed with it).")
+@click.option("--stream", is_flag=True, help=TOKEN_OPTIONS_HELP["stream"])
+@click.option("--chunk-frames", type=int, default=None, help=TOKEN_OPTIONS_HELP["chunk_frames"])
+@click.option("--lookahead", type=int, default=None, help=TOKEN_OPTIONS_HELP["lookahead"])
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=int, default=None, help="Flow steps (default: 10 for AR frames, 32 for the flow model).")
-@click.option("--cfg-scale", type=float, default=None, help="Classifier-free guidance (1: none; default 1.5 AR, 2.0 flow).")
+@click.option("--steps", type=int, default=None, help="Flow steps (default: 10 for AR frames, 32 for the flow model, 10 for token-flow).")
+@click.option("--cfg-scale", type=float, default=None, help="Classifier-free guidance (1: none; default 1.5 AR, 2.0 flow, 1.5 token-flow).")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the starting noise.")
 @click.option("--max-frames", type=int, default=None,
               help="At most this many frames (AR: stops earlier by itself; flow: caps its duration rule).")
@@ -51,11 +61,14 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
                    "decodes with --ae-model/--ae-config/--vocoder (a warning if the run's latents were "
                    "made by other AE weights).")
 @model_options
-def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, prompt_latent: Path | None,
-                prompt_text: str | None, seed: int, steps: int | None, cfg_scale: float | None, temperature: float,
-                max_frames: int | None, out_latent: Path | None, output: Path | None, ae_model: str | None,
-                ae_config: str | None, vocoder: str | None, device: str | None, precision: str) -> None:
-    """Synthesize latents or audio with a trained TTS run."""
+def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None, frames: int | None,
+                prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None, stream: bool,
+                chunk_frames: int | None, lookahead: int | None, seed: int, steps: int | None,
+                cfg_scale: float | None, temperature: float, max_frames: int | None, out_latent: Path | None,
+                output: Path | None, ae_model: str | None, ae_config: str | None, vocoder: str | None,
+                device: str | None, precision: str) -> None:
+    """Synthesize latents or audio with a trained TTS run: --text for text runs (ar, flow), --tokens
+    for token-flow runs (add --stream to generate and decode chunk by chunk)."""
     if out_latent is None and output is None:
         _fail("give --out-latent F.safetensors and/or -o out.wav")
     if frames is not None and frames < 1:
@@ -76,6 +89,10 @@ def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, 
         run = load_run(run_dir, tts_device, step)
     except RunError as e:
         _fail(str(e))
+    if run.takes_text and (text is None or tokens_file is not None or prompt_tokens is not None or stream):
+        _fail(f"{run_dir}: a {run.kind} run speaks --text (not --tokens, --prompt-tokens or --stream)")
+    if not run.takes_text and (tokens_file is None or text is not None or prompt_text is not None):
+        _fail(f"{run_dir}: a {run.kind} run speaks --tokens F.safetensors (not --text or --prompt-text)")
     prompt = None
     if prompt_latent is not None:
         try:
@@ -102,7 +119,12 @@ def tts_command(run_dir: Path, step: int | None, text: str, frames: int | None, 
         if warning:
             click.echo(warning, err=True)
     try:
-        if wrapper is not None and run.kind == "ar":
+        if not run.takes_text:
+            latent, audio = token_flow_outputs(run, wrapper, tokens_file, prompt, prompt_tokens, frames=frames,
+                                               max_frames=max_frames, stream=stream, chunk_frames=chunk_frames,
+                                               lookahead=lookahead, seed=seed, steps=steps, cfg_scale=cfg_scale,
+                                               temperature=temperature)
+        elif wrapper is not None and run.kind == "ar":
             latent, audio = _stream_to_audio(wrapper, stream_frames(run, text, **args))
         else:
             latent = synthesize(run, text, **args).cpu()

@@ -1,10 +1,11 @@
 """A TTS run folder: everything needed to rebuild a trained model and synthesise with it.
 
-    RUN/config.json        resolved TTSTrainConfig (``--config RUN/config.json`` reruns it)
-    RUN/model.json         {"kind": "ar"|"flow", "config": ARConfig/FlowConfig fields}
-    RUN/vocab.json         text front end (kind, symbols)
+    RUN/config.json        the resolved training config (``--config RUN/config.json`` reruns it)
+    RUN/model.json         {"kind": "ar"|"flow"|"token-flow", "config": the model config's fields}
+    RUN/vocab.json         text front end (kind, symbols); text kinds only (ar, flow)
     RUN/stats.json         latent mean/std used to normalise the training data
-    RUN/latent.json        frames_per_token (duration rule) and the latents' sample/frame rate
+    RUN/latent.json        the latents' sample/frame rate and AE hash, plus the length rule:
+                           frames_per_token (text kinds) or token_rate / tokens_per_frame (token-flow)
     RUN/checkpoints/{model,optimizer,state}_{step}.pt
     RUN/logs/              TensorBoard
 """
@@ -25,8 +26,11 @@ from dcae.training.checkpoints import CheckpointManager
 from .ar_model import ARConfig, ARTTS
 from .flow_model import FlowConfig, FlowTTS
 from .text import FrontendError, TextFrontend
+from .token_flow_model import TokenFlowConfig, TokenFlowModel
 
 CHECKPOINT_FILES = ["model", "optimizer", "state"]
+TEXT_KINDS = ("ar", "flow")  # text -> latents: the run has a text front end (vocab.json)
+TOKEN_KINDS = ("token-flow",)  # speech tokens -> latents: no text front end
 
 
 class RunError(ValueError):
@@ -38,7 +42,9 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
         return ARTTS(ARConfig(**config))
     if kind == "flow":
         return FlowTTS(FlowConfig(**config))
-    raise RunError(f"unknown model kind {kind!r} (ar or flow)")
+    if kind == "token-flow":
+        return TokenFlowModel(TokenFlowConfig(**config))
+    raise RunError(f"unknown model kind {kind!r} (one of {', '.join(TEXT_KINDS + TOKEN_KINDS)})")
 
 
 def model_config(kind: str, train_cfg: Any, vocab_size: int, latent_dim: int, frames_per_token: float) -> dict[str, Any]:
@@ -55,11 +61,13 @@ def checkpoint_manager(directory: str | Path, keep: int = 3) -> CheckpointManage
     return CheckpointManager(Path(directory) / "checkpoints", CHECKPOINT_FILES, keep=keep)
 
 
-def save_run_files(directory: str | Path, kind: str, config: dict[str, Any], frontend: TextFrontend,
+def save_run_files(directory: str | Path, kind: str, config: dict[str, Any], frontend: TextFrontend | None,
                    stats: LatentStats, latent_info: dict[str, Any]) -> None:
+    """model.json, vocab.json (when there is a text front end), stats.json, latent.json."""
     directory = Path(directory)
     atomic_write_json(directory / "model.json", {"kind": kind, "config": config})
-    frontend.save(directory / "vocab.json")
+    if frontend is not None:
+        frontend.save(directory / "vocab.json")
     stats.save(directory / "stats.json")
     atomic_write_json(directory / "latent.json", latent_info)
 
@@ -71,14 +79,24 @@ class TTSRun:
     directory: Path
     kind: str
     model: nn.Module
-    frontend: TextFrontend
+    frontend: TextFrontend | None  # None for token kinds
     stats: LatentStats
-    latent_info: dict[str, Any]  # frames_per_token, sample_rate, hop_length, frame_rate, model
+    latent_info: dict[str, Any]  # sample_rate, hop_length, frame_rate, model; frames_per_token or token_rate
     step: int
 
     @property
     def frames_per_token(self) -> float:
+        """Text kinds: latent frames per text token (the duration rule)."""
         return float(self.latent_info["frames_per_token"])
+
+    @property
+    def takes_text(self) -> bool:
+        return self.kind in TEXT_KINDS
+
+    @property
+    def token_rate(self) -> float:
+        """Token kinds: speech tokens per second the run was trained on."""
+        return float(self.latent_info["token_rate"])
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -97,14 +115,15 @@ def load_run(directory: str | Path, device: str | torch.device = "cpu", step: in
         raise RunError(f"{directory}: run folder not found")
     spec = _read_json(directory / "model.json")
     latent_info = _read_json(directory / "latent.json")
+    kind = spec.get("kind") if isinstance(spec, dict) else None
     try:
-        frontend = TextFrontend.load(directory / "vocab.json")
+        frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS else None
         stats = LatentStats.load(directory / "stats.json")
     except (FrontendError, ManifestError) as e:
         raise RunError(str(e)) from None
     try:
         model = build_model(spec["kind"], spec["config"])
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"{directory / 'model.json'}: not a model description ({e})") from None
     manager = checkpoint_manager(directory)
     step = manager.latest_step(["model"]) if step is None else step

@@ -1,23 +1,30 @@
-"""Text -> latents with a loaded run (:func:`tts.run.load_run`), in the AE's latent space.
+"""Text (or speech tokens) -> latents with a loaded run (:func:`tts.run.load_run`), in the AE's latent space.
 
     run = load_run("runs/tts-ar")
     latent = synthesize(run, "hello world", seed=0)             # (D, frames), de-normalised
     for frame in stream_frames(run, "hello world"): ...          # AR only: (D,) frames one by one
 
-A voice prompt is a latent (D, P) in the AE's latent space plus its transcript; the result holds only
-the new frames. Without ``frames`` the AR model stops by itself and the flow model takes
-``frames_per_token`` times the number of text tokens (the prompt's own rate when there is a prompt).
+    run = load_run("runs/token-flow")
+    tokens = load_token_file(run, "utt.safetensors")            # LongTensor (N,), rate and ids checked
+    latent = synthesize_tokens(run, tokens, seed=0)             # (D, round(N / token_rate * frame_rate))
+
+A voice prompt is a latent (D, P) in the AE's latent space plus its transcript (text models) or its
+speech tokens (token models); the result holds only the new frames. Without ``frames`` the AR model
+stops by itself, the flow model takes ``frames_per_token`` times the number of text tokens (the
+prompt's own rate when there is a prompt) and the token-flow model round(N / token_rate * frame_rate).
+Streaming token-flow synthesis (tokens in chunks -> latent / audio chunks) is :mod:`tts.streaming`.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from .run import TTSRun
 
-DEFAULT_STEPS = {"ar": 10, "flow": 32}
-DEFAULT_CFG = {"ar": 1.5, "flow": 2.0}
+DEFAULT_STEPS = {"ar": 10, "flow": 32, "token-flow": 10}
+DEFAULT_CFG = {"ar": 1.5, "flow": 2.0, "token-flow": 1.5}
 
 
 class SynthesisError(ValueError):
@@ -27,6 +34,8 @@ class SynthesisError(ValueError):
 def _prepare(run: TTSRun, text: str, prompt: torch.Tensor | None, prompt_text: str | None
              ) -> tuple[list[int], list[int], torch.Tensor | None]:
     """(prompt token ids, target token ids, normalised prompt (P, D) or None)."""
+    if not run.takes_text:
+        raise SynthesisError(f"{run.directory}: a {run.kind} run takes speech tokens (--tokens), not text")
     target = run.frontend.encode(text)
     if not target:
         raise SynthesisError("the text is empty")
@@ -91,3 +100,90 @@ def synthesize(run: TTSRun, text: str, prompt: torch.Tensor | None = None, promp
                               temperature=temperature, cfg_scale=DEFAULT_CFG["flow"] if cfg_scale is None else cfg_scale,
                               sway=0.0 if run.model.cfg.meanflow else -1.0, generator=_generator(seed, device))
     return run.stats.denormalize(latent).T.contiguous()
+
+
+# ----- speech tokens -> latents (token-flow runs) ---------------------------------------------
+def _need_token_run(run: TTSRun) -> None:
+    if run.kind != "token-flow":
+        raise SynthesisError(f"{run.directory}: a {run.kind} run takes text, not speech tokens")
+
+
+def check_tokens(run: TTSRun, tokens: torch.Tensor | list[int], what: str = "tokens") -> torch.Tensor:
+    """``tokens`` as a LongTensor (N,) whose ids the run's model takes, else :class:`SynthesisError`."""
+    _need_token_run(run)
+    tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+    vocab = run.model.cfg.vocab_size
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
+        bad = int(tokens.max()) if int(tokens.max()) >= vocab else int(tokens.min())
+        raise SynthesisError(f"{what}: token id {bad} out of range (the run takes ids 0..{vocab - 1})")
+    return tokens
+
+
+def load_token_file(run: TTSRun, path: str | Path) -> torch.Tensor:
+    """A token file's ids (N,), checked against the run: same token rate, ids in range, not empty."""
+    from dcae.latents import TokenFileError, load_tokens
+
+    _need_token_run(run)
+    try:
+        tokens, meta = load_tokens(path)
+    except TokenFileError as e:
+        raise SynthesisError(str(e)) from None
+    if meta.token_rate is not None and abs(meta.token_rate - run.token_rate) > 1e-6 * run.token_rate:
+        raise SynthesisError(f"{path}: tokens at {meta.token_rate:g}/s but the run was trained on "
+                             f"{run.token_rate:g}/s ({run.latent_info.get('tokenizer') or 'another tokenizer'})")
+    if tokens.numel() == 0:
+        raise SynthesisError(f"{path}: no tokens")
+    return check_tokens(run, tokens, str(path))
+
+
+def token_prompt(run: TTSRun, prompt: torch.Tensor | None, prompt_tokens: torch.Tensor | list[int] | None
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(normalised prompt (P, D), prompt tokens (Np,)) from a prompt latent (D, P) in the AE's space and
+    its tokens; both or neither. The prompt's tokens per frame must be within the model's tolerance."""
+    if prompt is None and prompt_tokens is None:
+        return None, None
+    if prompt is None or prompt_tokens is None:
+        raise SynthesisError("a prompt needs both its latent (--prompt-latent) and its speech tokens (--prompt-tokens)")
+    dim = run.stats.dim
+    if prompt.ndim != 2 or prompt.shape[0] != dim or prompt.shape[1] == 0:
+        raise SynthesisError(f"prompt latent must be ({dim}, frames), got {tuple(prompt.shape)}")
+    prompt_tokens = check_tokens(run, prompt_tokens, "prompt tokens")
+    cfg = run.model.cfg
+    ratio = prompt_tokens.numel() / prompt.shape[1]
+    high = cfg.tokens_per_frame * (1 + cfg.prompt_ratio_tolerance)
+    if not cfg.tokens_per_frame / (1 + cfg.prompt_ratio_tolerance) <= ratio <= high:
+        raise SynthesisError(f"the prompt has {prompt_tokens.numel()} tokens for {prompt.shape[1]} latent frames "
+                             f"({ratio:.2f} per frame; the run expects {cfg.tokens_per_frame:.2f}): are the prompt "
+                             f"latent and tokens of the same audio?")
+    return run.stats.normalize(prompt.T.float()), prompt_tokens
+
+
+def speaker_vector(run: TTSRun, speaker: torch.Tensor | None) -> torch.Tensor | None:
+    """A speaker embedding (S,) checked against the run (None: none; runs without speakers ignore it)."""
+    size = run.model.cfg.speaker_dim
+    if speaker is None or size == 0:
+        return None
+    speaker = torch.as_tensor(speaker, dtype=torch.float32).reshape(-1)
+    if speaker.numel() != size:
+        raise SynthesisError(f"speaker embedding has {speaker.numel()} values, the run takes {size}")
+    return speaker
+
+
+@torch.no_grad()
+def synthesize_tokens(run: TTSRun, tokens: torch.Tensor | list[int], prompt: torch.Tensor | None = None,
+                      prompt_tokens: torch.Tensor | list[int] | None = None, frames: int | None = None,
+                      chunk_frames: int = 0, seed: int = 0, steps: int | None = None, cfg_scale: float | None = None,
+                      temperature: float = 1.0, grid: str = "sway", speaker: torch.Tensor | None = None) -> torch.Tensor:
+    """New latent frames for speech ``tokens`` (N,): (D, frames) in the AE's latent space, ``frames``
+    defaulting to round(N / token_rate * frame_rate). ``chunk_frames`` 0 uses full context (offline);
+    C > 0 the block-causal chunks that :mod:`tts.streaming` generates (same seed: same numbers)."""
+    tokens = check_tokens(run, tokens)
+    if tokens.numel() == 0:
+        raise SynthesisError("no tokens to synthesise")
+    prompt_n, prompt_tokens = token_prompt(run, prompt, prompt_tokens)
+    latent = run.model.sample(tokens, frames, prompt_n, prompt_tokens, chunk_frames=chunk_frames,
+                              steps=steps or DEFAULT_STEPS["token-flow"], grid=grid,
+                              sway=0.0 if run.model.cfg.meanflow else -1.0,
+                              cfg_scale=DEFAULT_CFG["token-flow"] if cfg_scale is None else cfg_scale,
+                              temperature=temperature, seed=seed, speaker=speaker_vector(run, speaker))
+    return run.stats.denormalize(latent.cpu()).T.contiguous()

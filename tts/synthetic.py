@@ -1,21 +1,34 @@
-"""A toy latent corpus where every character is a fixed pattern of latent frames.
+"""Toy latent corpora for checking that a TTS pipeline learns at all before spending GPU hours.
 
-Use it to check that a TTS pipeline learns at all before spending GPU hours: a model that reads
-the text must reproduce the pattern sequence of strings it never saw, and stop at
+Text (:class:`SyntheticCorpus`): every character is a fixed pattern of latent frames; a model that
+reads the text must reproduce the pattern sequence of strings it never saw, and stop at
 ``len(text) * frames_per_char`` frames.
 
     corpus = SyntheticCorpus(alphabet="abcdefgh", frames_per_char=3, dim=80, seed=0)
     corpus.write(folder, corpus.random_texts(200, seed=1))  # folder/manifest.jsonl + latents
     corpus.truth("badge")                                    # (15, 80), the noise-free latent
+
+Speech tokens (:class:`SyntheticTokenCorpus`): tokens at ``token_rate`` (25 Hz by default, as
+S3Tokenizer: 4.64 tokens per 5.383 Hz latent frame, not an integer); each latent frame is a fixed
+function of the tokens its span covers (their overlap with the span, their identity and their place
+in it), so a token-to-latent model must learn the rate ratio and the mapping to reproduce unseen
+token sequences.
+
+    corpus = SyntheticTokenCorpus(vocab=8, dim=16, seed=0)
+    corpus.write(folder, corpus.random_sequences(200, seed=1))  # latents + token files + manifest
+    corpus.truth(tokens)                                         # (round(N / 4.644), 16)
 """
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 import torch
 
-from dcae.latents import LatentMeta, save_latent, write_manifest
+from dcae.latents import LatentMeta, save_latent, save_tokens, write_manifest
+
+from .length_regulator import frame_spans, frames_for_tokens, slot_count, span_slots
 
 SAMPLE_RATE, HOP, COMPRESSION = 22050, 256, 16
 
@@ -60,6 +73,74 @@ class SyntheticCorpus:
             save_latent(folder / "latents" / f"utt{i:05d}.safetensors", latent.T, meta)
             rows.append({"id": f"utt{i:05d}", "audio_path": "", "latent_path": f"latents/utt{i:05d}.safetensors",
                          "num_frames": frames, "duration": samples / SAMPLE_RATE, "text": text})
+        manifest = folder / "manifest.jsonl"
+        write_manifest(manifest, rows)
+        return manifest
+
+
+class SyntheticTokenCorpus:
+    """Token sequences and the latents they determine through a non-integer rate ratio (module docstring).
+
+    Frame j spans tokens [j r, (j + 1) r), r = token_rate / frame_rate; with o_i the overlap of token i
+    with the span and p_i in [-1/2, 1/2] the token's centre relative to the frame's centre (in frames):
+    frame_j = sqrt(r) / r * sum_i o_i (level[t_i] + 2 p_i slope[t_i]), plus ``noise`` in the written files.
+    """
+
+    def __init__(self, vocab: int = 8, token_rate: float = 25.0, frame_rate: float = SAMPLE_RATE / HOP / COMPRESSION,
+                 dim: int = 16, noise: float = 0.05, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.vocab, self.token_rate, self.frame_rate = vocab, token_rate, frame_rate
+        self.ratio = token_rate / frame_rate
+        self.dim, self.noise = dim, noise
+        self.level = torch.randn(vocab, dim, generator=g)
+        self.slope = torch.randn(vocab, dim, generator=g)
+
+    def num_frames(self, num_tokens: int) -> int:
+        return frames_for_tokens(num_tokens, self.ratio)
+
+    def truth(self, tokens: torch.Tensor | list[int]) -> torch.Tensor:
+        """Noise-free latent of ``tokens`` (N,): (round(N / ratio), dim)."""
+        tokens = torch.as_tensor(tokens, dtype=torch.long)
+        spans = frame_spans(0, self.num_frames(tokens.numel()), self.ratio)
+        index, overlap = span_slots(spans, slot_count(self.ratio))  # (T, K)
+        overlap = overlap * (index < tokens.numel())
+        ids = tokens[index.clamp(max=tokens.numel() - 1)]
+        place = ((index + 0.5 - spans.mean(-1, keepdim=True)) / self.ratio).float()
+        value = overlap[..., None] * (self.level[ids] + 2 * place[..., None] * self.slope[ids])
+        return value.sum(1) * math.sqrt(self.ratio) / self.ratio
+
+    def random_sequences(self, count: int, seed: int, min_len: int = 20, max_len: int = 60,
+                         exclude: list[list[int]] | None = None) -> list[list[int]]:
+        """``count`` distinct random token sequences, none of them in ``exclude``."""
+        rng = random.Random(seed)
+        seen = {tuple(e) for e in exclude or []}
+        out: list[list[int]] = []
+        while len(out) < count:
+            seq = [rng.randrange(self.vocab) for _ in range(rng.randint(min_len, max_len))]
+            if tuple(seq) not in seen:
+                seen.add(tuple(seq))
+                out.append(seq)
+        return out
+
+    def write(self, folder: str | Path, sequences: list[list[int]], seed: int = 0) -> Path:
+        """Latent files, token files and ``manifest.jsonl`` (rows with ``token_path``, ``num_tokens``,
+        ``token_rate``; no stats.json) for ``sequences``; returns the manifest path."""
+        folder = Path(folder)
+        g = torch.Generator().manual_seed(seed)
+        rows = []
+        for i, seq in enumerate(sequences):
+            latent = self.truth(seq)
+            latent = latent + self.noise * torch.randn(latent.shape, generator=g)
+            frames = latent.shape[0]
+            samples = frames * HOP * COMPRESSION
+            meta = LatentMeta(SAMPLE_RATE, HOP, self.frame_rate, samples, "synthetic")
+            save_latent(folder / "latents" / f"utt{i:05d}.safetensors", latent.T, meta)
+            save_tokens(folder / "tokens" / f"utt{i:05d}.safetensors", seq, self.token_rate,
+                        extra={"tokenizer": "synthetic", "codebook_size": self.vocab})
+            rows.append({"id": f"utt{i:05d}", "audio_path": "", "latent_path": f"latents/utt{i:05d}.safetensors",
+                         "num_frames": frames, "duration": samples / SAMPLE_RATE,
+                         "token_path": f"tokens/utt{i:05d}.safetensors", "num_tokens": len(seq),
+                         "token_rate": self.token_rate})
         manifest = folder / "manifest.jsonl"
         write_manifest(manifest, rows)
         return manifest

@@ -9,6 +9,7 @@ from dcae.training import Trainer
 TRAINERS: dict[str, tuple[str, str]] = {
     "ar": ("tts.trainers.text_latent", "TextToLatentTrainer"),
     "flow": ("tts.trainers.text_latent", "TextToLatentTrainer"),
+    "token-flow": ("tts.trainers.token_flow", "TokenFlowTrainer"),
 }
 
 

@@ -1,0 +1,75 @@
+"""The token-flow branch of ``dcae tts`` (:mod:`tts.cli`): a token file -> latent and/or audio,
+offline or streamed chunk by chunk."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from .run import TTSRun
+from .streaming import DEFAULT_CHUNK_FRAMES, stream_audio, stream_latents
+from .synthesize import SynthesisError, load_token_file, synthesize_tokens
+
+TOKEN_OPTIONS_HELP = {
+    "stream": "Token-flow runs: generate chunk by chunk (block-causal attention, as for a live token stream) "
+              "and, with -o, decode audio while the chunks come; prints when the first audio was ready.",
+    "chunk_frames": f"Token-flow runs: latent frames per chunk (--stream: default {DEFAULT_CHUNK_FRAMES}; without "
+                    f"--stream, N > 0 gives the same chunked result offline, default full context).",
+    "lookahead": "Token-flow runs with --stream -o: decoder lookahead in latent frames, 0 (soonest audio) .. the "
+                 "decoder's receptive field (the default: exact).",
+}
+
+
+def token_flow_outputs(run: TTSRun, wrapper, tokens_file: Path, prompt: torch.Tensor | None,
+                       prompt_tokens_file: Path | None, *, frames: int | None, max_frames: int | None, stream: bool,
+                       chunk_frames: int | None, lookahead: int | None, seed: int, steps: int | None,
+                       cfg_scale: float | None, temperature: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(latent (D, T), audio (samples,) or None without ``wrapper``). Raises :class:`SynthesisError`."""
+    tokens = load_token_file(run, tokens_file)
+    prompt_tokens = None if prompt_tokens_file is None else load_token_file(run, prompt_tokens_file)
+    if chunk_frames is not None and chunk_frames < (1 if stream else 0):
+        raise SynthesisError(f"--chunk-frames must be at least {1 if stream else 0}, got {chunk_frames}")
+    options = dict(prompt=prompt, prompt_tokens=prompt_tokens, seed=seed, steps=steps, cfg_scale=cfg_scale,
+                   temperature=temperature)
+    if not stream:
+        if lookahead is not None:
+            raise SynthesisError("--lookahead applies to --stream (the offline decode is exact)")
+        if frames is None and max_frames is not None:
+            frames = min(max_frames, run.model.num_frames(tokens.numel()))
+        latent = synthesize_tokens(run, tokens, frames=frames, chunk_frames=chunk_frames or 0, **options)
+        return latent, None if wrapper is None else wrapper.decode(latent[None])[0]
+    if frames is not None or max_frames is not None:
+        raise SynthesisError("--frames/--max-frames do not apply to --stream: the token count sets the length")
+    options["chunk_frames"] = chunk_frames or DEFAULT_CHUNK_FRAMES
+    if wrapper is not None and lookahead is not None and wrapper.max_lookahead is not None \
+            and not 0 <= lookahead <= wrapper.max_lookahead:
+        raise SynthesisError(f"--lookahead must be 0..{wrapper.max_lookahead} latent frames (the decoder's "
+                             f"receptive field), got {lookahead}")
+    read = [0]
+    started = time.perf_counter()
+
+    def token_source():  # the file's tokens one at a time, as a language model would write them
+        for token in tokens.tolist():
+            read[0] += 1
+            yield token
+
+    latents: list[torch.Tensor] = []
+    if wrapper is None:
+        latents = list(stream_latents(run, token_source(), **options))
+        return torch.cat(latents, dim=1), None
+    pieces, first = [], None
+    try:
+        for audio in stream_audio(run, wrapper, token_source(), lookahead=lookahead, on_latent=latents.append, **options):
+            if first is None:
+                first = (time.perf_counter() - started, read[0])
+            pieces.append(audio)
+    except ValueError as e:  # the decoder refusing a lookahead
+        if isinstance(e, SynthesisError):
+            raise
+        raise SynthesisError(str(e)) from None
+    if first is not None:
+        click.echo(f"streaming: first audio after {first[0]:.2f} s, with {first[1]} of {tokens.numel()} tokens read",
+                   err=True)
+    return torch.cat(latents, dim=1), torch.cat(pieces, dim=-1)

@@ -1,0 +1,259 @@
+"""Speech tokens -> latents trainer (``--model token-flow``) on the shared harness.
+
+Reads manifest rows with ``latent_path`` + ``token_path`` (text is not used). The first start writes
+the run files (:mod:`tts.run`): latent stats, ``latent.json`` (frame rate, token rate, tokens per
+frame, codebook size, tokenizer) and the model description; a restart with the same
+``--output-dir`` reuses them and resumes from the newest complete checkpoint set.
+
+Rows are checked once: every token file must have the same token rate (the manifest's
+``token_rate``, else the file's metadata), and each latent's frame count must match
+``round(num_tokens / token_rate * frame_rate)`` within ``length_tolerance`` frames (more means the
+tokens and the latent come from different audio). With ``speaker_dim`` > 0 each row also needs
+``speaker_path``: a safetensors file with a float tensor ``embedding`` (speaker_dim,).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from torch.utils.data import Dataset
+
+from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, TokenFileError, load_tokens, pad_sequences
+from dcae.training import ConfigError, Trainer, TrainingRun
+from dcae.training.schedule import cosine_schedule_with_warmup
+from dcae.utils.atomic import atomic_write_json
+
+from ..config import TTSRunConfig
+from ..flow_matching import check_time_schedule
+from ..length_regulator import frames_for_tokens
+from ..run import build_model, save_run_files
+from ..token_flow_model import TokenFlowConfig
+
+KIND = "token-flow"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
+
+
+@dataclass
+class TokenFlowTrainConfig(TTSRunConfig):
+    """Training configuration of the token-to-latent flow model."""
+
+    model: str = KIND  # which model to train
+    # data
+    stats: str | None = "auto"  # stats.json path, "auto" (next to the manifest, else computed) or none
+    max_frames: int = 1000  # longer utterances are left out
+    length_tolerance: int = 2  # frames a latent may differ from round(num_tokens / token_rate * frame_rate)
+    vocab_size: int = 0  # token ids the model takes (0: the token files' codebook_size, else the largest id + 1)
+    # model
+    width: int = 256  # transformer width (token encoder and DiT)
+    layers: int = 6  # DiT blocks
+    encoder_layers: int = 3  # token encoder blocks
+    heads: int = 4  # attention heads
+    ff_mult: float = 4.0  # feed-forward width / width
+    dropout: float = 0.0  # dropout in attention and feed-forward
+    lookahead: int = 3  # tokens the encoder reads ahead (streaming waits for them)
+    speaker_dim: int = 0  # speaker embedding size (0: none; else rows need speaker_path)
+    prompt_ratio_tolerance: float = 0.2  # prompts may have up to this much more tokens per frame than the corpus
+    # training
+    chunk_sizes: list[int] = field(default_factory=lambda: [1, 2, 4])  # chunk sizes (latent frames) of chunked samples
+    full_context_prob: float = 0.5  # fraction of samples trained with full context (the rest chunked)
+    prompt_max: float = 0.5  # the prompt is a prefix of up to this fraction of the utterance
+    drop_prompt: float = 0.3  # no prompt with this probability
+    drop_cond: float = 0.2  # tokens, prompt and speaker hidden with this probability (classifier-free guidance)
+    immiscible: bool = False  # assign the batch's noise to samples by a linear assignment (immiscible diffusion)
+    contrastive_weight: float = 0.0  # contrastive flow matching: minus this times the error to another sample's target
+    meanflow: bool = False  # MeanFlow average-velocity training (few-step sampling)
+    meanflow_ratio: float = 0.25  # fraction of samples trained on an interval [s, e] rather than a point
+    time_scale: float = 10.0  # flow time embedded as sinusoids of time_scale * s
+    time_schedule: str = "uniform"  # training flow times: uniform | logit_normal | cosine
+
+
+def model_config(cfg: TokenFlowTrainConfig, vocab_size: int, latent_dim: int, tokens_per_frame: float) -> dict[str, Any]:
+    """The model's own config (:class:`TokenFlowConfig` fields) from the training config."""
+    fields = {k: getattr(cfg, k) for k in TokenFlowConfig.__dataclass_fields__ if hasattr(cfg, k)}
+    fields.update(vocab_size=vocab_size, latent_dim=latent_dim, tokens_per_frame=tokens_per_frame)
+    return asdict(TokenFlowConfig(**fields))
+
+
+def load_speaker_embedding(path: str | Path) -> torch.Tensor:
+    """Float tensor ``embedding`` (S,) of a safetensors file. Raises :class:`ManifestError`."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if "embedding" not in f.keys():
+                raise ManifestError(f"{path}: no tensor 'embedding' (a speaker embedding file holds one, shape (S,))")
+            emb = f.get_tensor("embedding")
+    except (OSError, RuntimeError) as e:
+        raise ManifestError(f"{path}: cannot read speaker embedding ({str(e).splitlines()[0]})") from None
+    if emb.ndim != 1 or not emb.dtype.is_floating_point:
+        raise ManifestError(f"{path}: 'embedding' must be a 1-D float tensor, got {emb.dtype} {tuple(emb.shape)}")
+    return emb.float()
+
+
+class TokenLatents(Dataset):
+    """``{"tokens" (N,), "latent" (T, D)[, "speaker" (S,)]}`` per manifest row."""
+
+    def __init__(self, latents: LatentManifestDataset, speaker_dim: int = 0):
+        self.latents = latents
+        self.speaker_paths = []
+        if speaker_dim > 0:
+            base = latents.manifest_path.parent
+            for row in latents.rows:
+                if not row.get("speaker_path"):
+                    raise ManifestError(f"{latents.manifest_path}: row {row['id']} has no speaker_path "
+                                        f"(--speaker-dim {speaker_dim} needs one per row)")
+                self.speaker_paths.append(base / row["speaker_path"])
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.latents[index]
+        out = {"tokens": item["tokens"], "latent": item["latent"]}
+        if self.speaker_paths:
+            out["speaker"] = load_speaker_embedding(self.speaker_paths[index])
+        return out
+
+
+def collate_token_latents(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """tokens (B, N) + token_mask, latent (B, T, D) + latent_mask, right-padded; speaker (B, S) when present."""
+    tokens, token_mask = pad_sequences([it["tokens"] for it in items])
+    latent, latent_mask = pad_sequences([it["latent"] for it in items])
+    batch = {"tokens": tokens, "token_mask": token_mask, "latent": latent, "latent_mask": latent_mask}
+    if "speaker" in items[0]:
+        batch["speaker"] = torch.stack([it["speaker"] for it in items])
+    return batch
+
+
+def corpus_tokens(data: LatentManifestDataset, tolerance: int) -> dict[str, Any]:
+    """Token rate, vocabulary and tokenizer of a manifest's token files, checked row by row."""
+    rate, codebook, tokenizer, largest = None, set(), set(), -1
+    frame_rate = data.meta.frame_rate
+    for i, row in enumerate(data.rows):
+        try:
+            tokens, meta = load_tokens(row["token_path"])
+        except TokenFileError as e:
+            raise ManifestError(f"{data.manifest_path}: row {row['id']}: {e}") from None
+        row_rate = float(row["token_rate"]) if row.get("token_rate") else meta.token_rate
+        if row_rate is None:
+            raise ManifestError(f"{data.manifest_path}: row {row['id']}: no token_rate (neither in the row nor in "
+                                f"{row['token_path']})")
+        if rate is None:
+            rate = row_rate
+        elif abs(row_rate - rate) > 1e-6 * rate:
+            raise ManifestError(f"{data.manifest_path}: row {row['id']}: token rate {row_rate} differs from the "
+                                f"first row's {rate} (one tokenizer per run)")
+        expected = frames_for_tokens(tokens.numel(), rate / frame_rate)
+        if abs(int(row["num_frames"]) - expected) > tolerance:
+            raise ManifestError(f"{data.manifest_path}: row {row['id']}: {tokens.numel()} tokens at {rate:g}/s make "
+                                f"{expected} latent frames but the latent has {row['num_frames']} (tokens and latent "
+                                f"of different audio? --length-tolerance {tolerance})")
+        largest = max(largest, int(tokens.max()) if tokens.numel() else -1)
+        if "codebook_size" in meta.extra:
+            codebook.add(int(meta.extra["codebook_size"]))
+        tokenizer.add(meta.extra.get("tokenizer", ""))
+    return {"token_rate": rate, "largest_id": largest, "codebook_size": max(codebook) if codebook else None,
+            "tokenizer": ",".join(sorted(t for t in tokenizer if t))}
+
+
+def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
+    """Write the run files on the first start (main process only)."""
+    out = Path(cfg.output_dir)
+    if (out / "model.json").is_file():
+        kind = json.loads((out / "model.json").read_text())["kind"]
+        if kind != KIND:
+            raise ConfigError(f"{out}: holds a {kind} run, not --model {KIND}")
+        return
+    stats_arg = None if cfg.stats in (None, "none") else cfg.stats
+    data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
+                                 max_frames=cfg.max_frames, with_tokens=True)
+    tokens = corpus_tokens(data, cfg.length_tolerance)
+    vocab = cfg.vocab_size or tokens["codebook_size"] or tokens["largest_id"] + 1
+    if tokens["largest_id"] >= vocab:
+        raise ConfigError(f"--vocab-size {vocab}: {cfg.manifest} has token id {tokens['largest_id']}")
+    meta = data.meta
+    ratio = tokens["token_rate"] / meta.frame_rate
+    stats = data.stats or LatentStats(torch.zeros(data.latent_dim), torch.ones(data.latent_dim), sum(data.num_frames))
+    latent_info = {"sample_rate": meta.sample_rate, "hop_length": meta.hop_length, "frame_rate": meta.frame_rate,
+                   "model": meta.model, "latent_dim": data.latent_dim, "token_rate": tokens["token_rate"],
+                   "tokens_per_frame": ratio, "codebook_size": vocab, "tokenizer": tokens["tokenizer"]}
+    config = model_config(cfg, vocab, data.latent_dim, ratio)
+    save_run_files(out, KIND, config, None, stats, latent_info)
+    log(f"{len(data)} utterances, {sum(data.num_frames)} frames, latent dim {data.latent_dim}, {vocab} token ids at "
+        f"{tokens['token_rate']:g}/s = {ratio:.3f} tokens per latent frame")
+
+
+class TokenFlowTrainer(Trainer):
+    """Flow matching from speech tokens to normalised latents, full-context and chunked ("unified")."""
+
+    config_class = TokenFlowTrainConfig
+    user_errors = (ManifestError,)
+
+    @classmethod
+    def presets(cls) -> dict[str, dict]:
+        return {p.stem: json.loads(p.read_text()) for p in sorted(PRESET_DIR.glob("*.json"))}
+
+    def check(self) -> None:
+        cfg = self.cfg
+        if cfg.model != KIND:
+            raise ConfigError(f"--model: this trainer is {KIND}, got {cfg.model!r}")
+        if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
+            raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
+        try:
+            check_time_schedule(cfg.time_schedule)
+        except ValueError as e:
+            raise ConfigError(f"--time-schedule: {e}") from None
+        for name in ("layers", "encoder_layers"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(cfg, name)}")
+        if cfg.lookahead < 0 or cfg.speaker_dim < 0 or cfg.length_tolerance < 0:
+            raise ConfigError("--lookahead, --speaker-dim and --length-tolerance must be >= 0")
+        if any(c < 1 for c in cfg.chunk_sizes):
+            raise ConfigError(f"--chunk-sizes: chunk sizes are latent frames >= 1, got {cfg.chunk_sizes}")
+        if not 0 <= cfg.full_context_prob <= 1 or (not cfg.chunk_sizes and cfg.full_context_prob < 1):
+            raise ConfigError("--full-context-prob must be in [0, 1] (1 when --chunk-sizes is empty)")
+        if not 0 <= cfg.prompt_max < 1:
+            raise ConfigError(f"--prompt-max must be in [0, 1), got {cfg.prompt_max}")
+        if not Path(cfg.manifest).is_file():
+            raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
+
+    def build(self, run: TrainingRun) -> None:
+        cfg, out = self.cfg, Path(self.cfg.output_dir)
+        if run.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            prepare_run(cfg, run.log)
+        run.barrier()
+        info = json.loads((out / "latent.json").read_text())
+        self.spec = {"kind": KIND, "config": model_config(cfg, info["codebook_size"], info["latent_dim"],
+                                                          info["tokens_per_frame"])}
+        self.model = build_model(KIND, self.spec["config"]).to(run.device)
+        run.log(f"{KIND} model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters; "
+                f"{run.world_size} process(es) on {run.device}, {run.precision}")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
+                                           weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        self.scheduler = cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_ratio=0.1)
+        run.register_module("model", self.model)
+        run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
+        self.step_model = run.compile(run.distributed(self.model))
+
+    def started(self, run: TrainingRun) -> None:
+        if run.is_main:
+            atomic_write_json(Path(self.cfg.output_dir) / "model.json", self.spec)
+
+    def dataset(self, run: TrainingRun) -> Dataset:
+        latents = LatentManifestDataset(self.cfg.manifest, stats_path=Path(self.cfg.output_dir) / "stats.json",
+                                        max_frames=self.cfg.max_frames, with_tokens=True)
+        return TokenLatents(latents, self.cfg.speaker_dim)
+
+    def collate(self, items):
+        return collate_token_latents(items)
+
+    def train_step(self, batch: dict[str, torch.Tensor], run: TrainingRun) -> dict[str, torch.Tensor | float]:
+        self.model.train()
+        with run.autocast():
+            losses = self.step_model(**batch)
+        update = run.update("optimizer", losses["loss"])
+        return {**{f"train/{k}": v.detach() for k, v in losses.items()}, "train/lr": self.scheduler.get_last_lr()[0],
+                "train/grad_norm": update.grad_norm}
