@@ -227,7 +227,7 @@ def _evaluate_model(filelist: Path, model_flags: dict, opts: Options) -> bool:
 @click.option("--filelist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Instead of --ref/--deg: reconstruct these files with the model and score them.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder (metrics.csv, summary.json, plots/).")
+              help="Report folder (metrics.csv, summary.json, plots/, report.html).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Scoring processes (default: one per CPU core).")
 @click.option("--exts", default=",".join(DEFAULT_EXTS), show_default=True,
@@ -242,7 +242,7 @@ def _evaluate_model(filelist: Path, model_flags: dict, opts: Options) -> bool:
 @click.option("--players", type=click.IntRange(min=0), default=20, show_default=True,
               help="With --html: files whose audio players are on the page when it opens (the others load on request).")
 @click.option("--report-audio", "report_audio", type=click.Choice(AUDIO_FORMATS), default="mp3", show_default=True,
-              help="With --html: format of the audio copies the page plays (wav keeps them lossless, ~10x larger).")
+              help="With --html: format of the audio copies the page plays (wav keeps them lossless, 2-6x larger).")
 @click.option("--sim/--no-sim", "sim", default=None,
               help="Speaker similarity (Resemblyzer encoder). Default: computed when the encoder is installed.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
