@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "encode": ("inference", "encode_command", "Audio files -> latent files (.safetensors)."),
     "decode": ("inference", "decode_command", "Latent files -> audio files."),
     "export": ("export", "export_command", "Latents + manifest for a whole corpus (resumable, torchrun-sharded)."),
-    "evaluate": ("evaluation.cli", "evaluate_command", "PESQ / STOI / ESTOI / mel distance / SI-SDR reports."),
+    "evaluate": ("evaluation.cli", "evaluate_command", "PESQ / STOI / ESTOI / mel distance / SI-SDR / speaker similarity; --html listening page."),
     "filelist": ("preprocess.generate_filelist", "filelist_command", "Scan folders for valid audio and write a filelist."),
     "tts": ("tts.cli", "tts_command", "Synthesize latents or audio with a trained TTS run."),
 }
