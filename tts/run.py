@@ -1,11 +1,13 @@
 """A TTS run folder: everything needed to rebuild a trained model and synthesise with it.
 
     RUN/config.json        the resolved training config (``--config RUN/config.json`` reruns it)
-    RUN/model.json         {"kind": "ar"|"flow"|"token-flow", "config": the model config's fields}
-    RUN/vocab.json         text front end (kind, symbols); text kinds only (ar, flow)
-    RUN/stats.json         latent mean/std used to normalise the training data
+    RUN/model.json         {"kind": "ar"|"flow"|"token-flow"|"token-lm", "config": the model config's fields}
+    RUN/vocab.json         text front end (kind, symbols); kinds that read text (ar, flow, token-lm)
+    RUN/stats.json         latent mean/std used to normalise the training data (not token-lm: it makes no latents)
     RUN/latent.json        the latents' sample/frame rate and AE hash, plus the length rule:
-                           frames_per_token (text kinds) or token_rate / tokens_per_frame (token-flow)
+                           frames_per_token (text kinds) or token_rate / tokens_per_frame (token-flow);
+                           token-lm: token_rate, codebook_size, tokenizer and the length rule
+                           (min_len_ratio / max_len_ratio speech tokens per text id)
     RUN/checkpoints/{model,optimizer,state}_{step}.pt
     RUN/logs/              TensorBoard
 """
@@ -27,10 +29,12 @@ from .ar_model import ARConfig, ARTTS
 from .flow_model import FlowConfig, FlowTTS
 from .text import FrontendError, TextFrontend
 from .token_flow_model import TokenFlowConfig, TokenFlowModel
+from .token_lm import TokenLM, TokenLMConfig
 
 CHECKPOINT_FILES = ["model", "optimizer", "state"]
 TEXT_KINDS = ("ar", "flow")  # text -> latents: the run has a text front end (vocab.json)
 TOKEN_KINDS = ("token-flow",)  # speech tokens -> latents: no text front end
+LM_KINDS = ("token-lm",)  # text -> speech tokens: a text front end, no latent stats
 
 
 class RunError(ValueError):
@@ -44,7 +48,9 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
         return FlowTTS(FlowConfig(**config))
     if kind == "token-flow":
         return TokenFlowModel(TokenFlowConfig(**config))
-    raise RunError(f"unknown model kind {kind!r} (one of {', '.join(TEXT_KINDS + TOKEN_KINDS)})")
+    if kind == "token-lm":
+        return TokenLM(TokenLMConfig(**config))
+    raise RunError(f"unknown model kind {kind!r} (one of {', '.join(TEXT_KINDS + TOKEN_KINDS + LM_KINDS)})")
 
 
 def model_config(kind: str, train_cfg: Any, vocab_size: int, latent_dim: int, frames_per_token: float) -> dict[str, Any]:
@@ -62,13 +68,14 @@ def checkpoint_manager(directory: str | Path, keep: int = 3) -> CheckpointManage
 
 
 def save_run_files(directory: str | Path, kind: str, config: dict[str, Any], frontend: TextFrontend | None,
-                   stats: LatentStats, latent_info: dict[str, Any]) -> None:
-    """model.json, vocab.json (when there is a text front end), stats.json, latent.json."""
+                   stats: LatentStats | None, latent_info: dict[str, Any]) -> None:
+    """model.json, vocab.json (when there is a text front end), stats.json (when there are stats), latent.json."""
     directory = Path(directory)
     atomic_write_json(directory / "model.json", {"kind": kind, "config": config})
     if frontend is not None:
         frontend.save(directory / "vocab.json")
-    stats.save(directory / "stats.json")
+    if stats is not None:
+        stats.save(directory / "stats.json")
     atomic_write_json(directory / "latent.json", latent_info)
 
 
@@ -80,7 +87,7 @@ class TTSRun:
     kind: str
     model: nn.Module
     frontend: TextFrontend | None  # None for token kinds
-    stats: LatentStats
+    stats: LatentStats | None  # None for token-lm
     latent_info: dict[str, Any]  # sample_rate, hop_length, frame_rate, model; frames_per_token or token_rate
     step: int
 
@@ -117,8 +124,8 @@ def load_run(directory: str | Path, device: str | torch.device = "cpu", step: in
     latent_info = _read_json(directory / "latent.json")
     kind = spec.get("kind") if isinstance(spec, dict) else None
     try:
-        frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS else None
-        stats = LatentStats.load(directory / "stats.json")
+        frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS + LM_KINDS else None
+        stats = None if kind in LM_KINDS else LatentStats.load(directory / "stats.json")
     except (FrontendError, ManifestError) as e:
         raise RunError(str(e)) from None
     try:

@@ -17,6 +17,15 @@ token sequences.
     corpus = SyntheticTokenCorpus(vocab=8, dim=16, seed=0)
     corpus.write(folder, corpus.random_sequences(200, seed=1))  # latents + token files + manifest
     corpus.truth(tokens)                                         # (round(N / 4.644), 16)
+
+Text and speech tokens (:class:`SyntheticTextTokenCorpus`, for the text-to-token LM): every character
+is a fixed pattern of 1 to ``max_pattern`` tokens (lengths differ by character, so the tokens per
+character vary with the text); the latents follow from the tokens as above, so the same corpus
+trains both stages.
+
+    corpus = SyntheticTextTokenCorpus(alphabet="abcdefgh", vocab=32, seed=0)
+    corpus.write(folder, corpus.random_texts(300, seed=1))      # rows with text, token_path, latent_path
+    corpus.tokens("badge")                                       # the token sequence the LM should write
 """
 from __future__ import annotations
 
@@ -142,5 +151,47 @@ class SyntheticTokenCorpus:
                          "token_path": f"tokens/utt{i:05d}.safetensors", "num_tokens": len(seq),
                          "token_rate": self.token_rate})
         manifest = folder / "manifest.jsonl"
+        write_manifest(manifest, rows)
+        return manifest
+
+
+class SyntheticTextTokenCorpus:
+    """Text -> speech tokens by fixed per-character patterns, tokens -> latents by
+    :class:`SyntheticTokenCorpus` (module docstring)."""
+
+    def __init__(self, alphabet: str = "abcdefgh", vocab: int = 32, max_pattern: int = 4, dim: int = 16,
+                 token_rate: float = 25.0, seed: int = 0):
+        rng = random.Random(seed)
+        self.alphabet = alphabet
+        self.patterns = {c: [rng.randrange(vocab) for _ in range(rng.randint(1, max_pattern))] for c in alphabet}
+        self.latents = SyntheticTokenCorpus(vocab=vocab, token_rate=token_rate, dim=dim, seed=seed)
+        self.vocab = vocab
+
+    def tokens(self, text: str) -> list[int]:
+        """The speech tokens of ``text`` (characters outside the alphabet are an error)."""
+        return [t for c in text for t in self.patterns[c]]
+
+    def random_texts(self, count: int, seed: int, min_len: int = 4, max_len: int = 12,
+                     exclude: set[str] | None = None) -> list[str]:
+        """``count`` distinct random strings over the alphabet, none of them in ``exclude``."""
+        rng = random.Random(seed)
+        exclude = exclude or set()
+        texts: list[str] = []
+        while len(texts) < count:
+            t = "".join(rng.choice(self.alphabet) for _ in range(rng.randint(min_len, max_len)))
+            if t not in exclude and t not in texts:
+                texts.append(t)
+        return texts
+
+    def write(self, folder: str | Path, texts: list[str], seed: int = 0) -> Path:
+        """Token files, latents and ``manifest.jsonl`` (rows with ``text`` too); returns the manifest path."""
+        from dcae.latents import read_manifest
+
+        manifest = self.latents.write(folder, [self.tokens(t) for t in texts], seed=seed)
+        rows = read_manifest(manifest)
+        for row, text in zip(rows, texts):
+            row["text"] = text
+            for key in ("latent_path", "token_path"):
+                row[key] = str(Path(row[key]).relative_to(Path(folder).resolve()))
         write_manifest(manifest, rows)
         return manifest

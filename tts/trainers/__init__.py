@@ -10,6 +10,7 @@ TRAINERS: dict[str, tuple[str, str]] = {
     "ar": ("tts.trainers.text_latent", "TextToLatentTrainer"),
     "flow": ("tts.trainers.text_latent", "TextToLatentTrainer"),
     "token-flow": ("tts.trainers.token_flow", "TokenFlowTrainer"),
+    "token-lm": ("tts.trainers.token_lm", "TokenLMTrainer"),
     "fsq-tokenizer": ("tts.trainers.fsq_tokenizer", "FSQTokenizerTrainer"),
 }
 

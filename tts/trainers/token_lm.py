@@ -1,0 +1,291 @@
+"""Text -> speech tokens trainer (``--model token-lm``) on the shared harness.
+
+Reads manifest rows with ``text`` and ``token_path`` (the latents are not used). The first start
+writes the run files (:mod:`tts.run`): the text vocabulary fitted on the texts, ``latent.json`` (here:
+the token rate, codebook size and tokenizer of the token files, and the length rule: the smallest
+and largest speech tokens per text id seen, with a margin) and the model description; a restart with
+the same ``--output-dir`` reuses them and resumes from the newest complete checkpoint set.
+
+Every token file must have the same token rate. The codebook size is ``--codebook-size``, else the
+files' ``codebook_size`` metadata, else the largest id + 1. With ``--bistream`` each utterance whose
+speech outlasts its full text chunks is trained in the interleaved layout with probability
+``bistream_prob`` (the plain layout otherwise), so one model serves both synthesis modes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from dcae.latents import ManifestError, TokenFileError, load_tokens, pad_sequences, read_manifest
+from dcae.training import ConfigError, Trainer, TrainingRun
+from dcae.training.schedule import cosine_schedule_with_warmup
+from dcae.utils.atomic import atomic_write_json
+
+from ..config import TTSRunConfig
+from ..run import build_model, save_run_files
+from ..text import KINDS as FRONTEND_KINDS, FrontendError, TextFrontend
+from ..token_lm import TokenLMConfig
+from ..token_lm_layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
+from .token_flow import load_speaker_embedding
+
+KIND = "token-lm"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
+LENGTH_MARGIN = 0.8  # the length rule allows this fraction of the smallest ratio seen, and 1 / it of the largest
+
+
+@dataclass
+class TokenLMTrainConfig(TTSRunConfig):
+    """Training configuration of the text-to-speech-token language model."""
+
+    model: str = KIND  # which model to train
+    # data
+    text_frontend: str = "chars"  # chars | bytes | phonemes
+    lowercase: bool = True  # lowercase the text before tokenising
+    phoneme_language: str = "en-us"  # espeak-ng voice for text_frontend=phonemes
+    max_tokens: int = 1500  # utterances with more speech tokens are left out
+    codebook_size: int = 0  # speech-token ids (0: the token files' codebook_size, else the largest id + 1)
+    min_len_ratio: float = 0.0  # fewest new speech tokens per text id at synthesis (0: fitted on the data)
+    max_len_ratio: float = 0.0  # most new speech tokens per text id at synthesis (0: fitted on the data)
+    # model
+    width: int = 256  # transformer width
+    layers: int = 6  # transformer blocks
+    heads: int = 4  # attention heads
+    ff_mult: float = 4.0  # feed-forward width / width
+    dropout: float = 0.0  # dropout in attention and feed-forward
+    speaker_dim: int = 0  # speaker embedding size (0: none; else rows need speaker_path)
+    cond_drop: float = 0.0  # text hidden with this probability (classifier-free guidance; 0: off)
+    # bistream
+    bistream: bool = False  # also train the interleaved text/speech layout (streaming text in)
+    bistream_prob: float = 0.5  # fraction of the fitting utterances trained interleaved
+    text_chunk: int = 5  # bistream: text ids per chunk (N)
+    speech_chunk: int = 15  # bistream: speech tokens per chunk (M); utterances need more than M/N tokens per id
+
+
+def model_config(cfg: TokenLMTrainConfig, text_vocab: int, codebook: int) -> dict[str, Any]:
+    fields = {k: getattr(cfg, k) for k in TokenLMConfig.__dataclass_fields__ if hasattr(cfg, k)}
+    fields.update(text_vocab=text_vocab, codebook_size=codebook)
+    return asdict(TokenLMConfig(**fields))
+
+
+def read_rows(manifest: str | Path, max_tokens: int | None = None) -> list[dict[str, Any]]:
+    """Manifest rows with text and token_path (paths absolute), without those over ``max_tokens``."""
+    rows = read_manifest(manifest)
+    for row in rows:
+        if not str(row.get("text", "")).strip():
+            raise ManifestError(f"{manifest}: row {row['id']} has no text (the token LM reads text)")
+        if not row.get("token_path"):
+            raise ManifestError(f"{manifest}: row {row['id']} has no token_path (add speech tokens with dcae tokens)")
+    kept = [r for r in rows if max_tokens is None or "num_tokens" not in r or int(r["num_tokens"]) <= max_tokens]
+    if not kept:
+        raise ManifestError(f"{manifest}: no row has at most {max_tokens} speech tokens")
+    return kept
+
+
+def row_tokens(manifest: str | Path, row: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    try:
+        return load_tokens(row["token_path"])
+    except TokenFileError as e:
+        raise ManifestError(f"{manifest}: row {row['id']}: {e}") from None
+
+
+def corpus_summary(manifest: str | Path, rows: list[dict[str, Any]], text_lengths: list[int]) -> dict[str, Any]:
+    """Token rate, codebook, tokenizer and speech-tokens-per-text-id ratios of the rows (checked)."""
+    rate, codebooks, tokenizers, largest, ratios = None, set(), set(), -1, []
+    for row, text_len in zip(rows, text_lengths):
+        tokens, meta = row_tokens(manifest, row)
+        row_rate = float(row["token_rate"]) if row.get("token_rate") else meta.token_rate
+        if row_rate is None:
+            raise ManifestError(f"{manifest}: row {row['id']}: no token_rate (neither in the row nor in its token file)")
+        if rate is None:
+            rate = row_rate
+        elif abs(row_rate - rate) > 1e-6 * rate:
+            raise ManifestError(f"{manifest}: row {row['id']}: token rate {row_rate:g} differs from the first row's "
+                                f"{rate:g} (one tokenizer per run)")
+        if tokens.numel() == 0:
+            raise ManifestError(f"{manifest}: row {row['id']}: its token file holds no tokens")
+        largest = max(largest, int(tokens.max()))
+        if "codebook_size" in meta.extra:
+            codebooks.add(int(meta.extra["codebook_size"]))
+        tokenizers.add(meta.extra.get("tokenizer", ""))
+        ratios.append(tokens.numel() / max(1, text_len))
+    return {"token_rate": rate, "largest_id": largest, "codebook_size": max(codebooks) if codebooks else None,
+            "tokenizer": ",".join(sorted(t for t in tokenizers if t)), "ratios": ratios}
+
+
+def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
+    """Write the run files on the first start (main process only)."""
+    out = Path(cfg.output_dir)
+    if (out / "model.json").is_file():
+        kind = json.loads((out / "model.json").read_text())["kind"]
+        if kind != KIND:
+            raise ConfigError(f"{out}: holds a {kind} run, not --model {KIND}")
+        return
+    rows = read_rows(cfg.manifest, cfg.max_tokens)
+    texts = [str(r["text"]) for r in rows]
+    frontend = TextFrontend.fit(texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
+    lengths = [len(ids) for ids in frontend.encode_batch(texts)]
+    summary = corpus_summary(cfg.manifest, rows, lengths)
+    codebook = cfg.codebook_size or summary["codebook_size"] or summary["largest_id"] + 1
+    if summary["largest_id"] >= codebook:
+        raise ConfigError(f"--codebook-size {codebook}: {cfg.manifest} has token id {summary['largest_id']}")
+    ratios = summary["ratios"]
+    info = {"token_rate": summary["token_rate"], "codebook_size": codebook, "tokenizer": summary["tokenizer"],
+            "tokens_per_text": sum(ratios) / len(ratios),
+            "min_len_ratio": cfg.min_len_ratio or LENGTH_MARGIN * min(ratios),
+            "max_len_ratio": cfg.max_len_ratio or max(ratios) / LENGTH_MARGIN}
+    if cfg.bistream:
+        fit = sum(fits_bistream(n, round(r * max(1, n)), cfg.text_chunk, cfg.speech_chunk)
+                  for n, r in zip(lengths, ratios))
+        if fit == 0:
+            raise ConfigError(f"--bistream: no utterance has more than {cfg.speech_chunk}/{cfg.text_chunk} speech "
+                              f"tokens per text id (the corpus has {min(ratios):.2f}..{max(ratios):.2f}); "
+                              f"lower --speech-chunk or raise --text-chunk")
+        info["bistream_fit"] = fit / len(rows)
+        log(f"bistream: {fit} of {len(rows)} utterances fit the {cfg.text_chunk}:{cfg.speech_chunk} layout")
+    save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook), frontend, None, info)
+    log(f"{len(rows)} utterances, {sum(round(r * n) for r, n in zip(ratios, lengths))} speech tokens at "
+        f"{summary['token_rate']:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} ({cfg.text_frontend}), "
+        f"{info['tokens_per_text']:.2f} tokens per text id (length rule {info['min_len_ratio']:.2f}.."
+        f"{info['max_len_ratio']:.2f})")
+
+
+class TextTokenPairs(Dataset):
+    """Layouts (:mod:`tts.token_lm_layout`) of manifest rows; receives ``(index, seed)`` keys so the
+    choice of layout is reproducible (and continues exactly after a restart)."""
+
+    uses_item_seeds = True
+
+    def __init__(self, manifest: str | Path, rows: list[dict[str, Any]], frontend: TextFrontend,
+                 cfg: TokenLMConfig, bistream_prob: float = 0.0):
+        self.manifest, self.rows, self.cfg = manifest, rows, cfg
+        self.vocab = cfg.vocab
+        self.texts = frontend.encode_batch([str(r["text"]) for r in rows])
+        empty = [r["id"] for r, t in zip(rows, self.texts) if not t]
+        if empty:
+            raise ManifestError(f"{manifest}: {len(empty)} row(s) have text with no symbols (first: {empty[0]})")
+        self.bistream_prob = bistream_prob if cfg.bistream else 0.0
+        self.speaker_paths = []
+        if cfg.speaker_dim:
+            missing = [r["id"] for r in rows if not r.get("speaker_path")]
+            if missing:
+                raise ManifestError(f"{manifest}: row {missing[0]} has no speaker_path "
+                                    f"(--speaker-dim {cfg.speaker_dim} needs one per row)")
+            self.speaker_paths = [Path(manifest).parent / r["speaker_path"] for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def layout(self, index: int, bistream: bool) -> Layout:
+        text = self.texts[index]
+        speech = row_tokens(self.manifest, self.rows[index])[0].tolist()
+        bad = [t for t in speech if t >= self.vocab.codebook]
+        if bad:
+            raise ManifestError(f"{self.manifest}: row {self.rows[index]['id']}: token id {bad[0]} >= codebook size "
+                                f"{self.vocab.codebook}")
+        if bistream and fits_bistream(len(text), len(speech), self.cfg.text_chunk, self.cfg.speech_chunk):
+            return bistream_layout(self.vocab, text, speech, self.cfg.text_chunk, self.cfg.speech_chunk)
+        return plain_layout(self.vocab, text, speech)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, index_seed(key))
+        bistream = random.Random(seed).random() < self.bistream_prob
+        lay = self.layout(index, bistream)
+        item = {"inputs": torch.tensor(lay.inputs), "targets": torch.tensor(lay.targets),
+                "is_text": torch.tensor(lay.is_text)}
+        if self.speaker_paths:
+            item["speaker"] = load_speaker_embedding(self.speaker_paths[index])
+        return item
+
+
+def index_seed(index: int) -> int:
+    return index * 7919 + 1
+
+
+def collate_layouts(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """inputs, targets, is_text, valid (B, S) right-padded; speaker (B, S_dim) when present."""
+    inputs, valid = pad_sequences([it["inputs"] for it in items])
+    targets, _ = pad_sequences([it["targets"] for it in items], value=IGNORE)
+    is_text, _ = pad_sequences([it["is_text"] for it in items])
+    batch = {"inputs": inputs.long(), "targets": targets.long(), "valid": valid, "is_text": is_text.bool()}
+    if "speaker" in items[0]:
+        batch["speaker"] = torch.stack([it["speaker"] for it in items])
+    return batch
+
+
+class TokenLMTrainer(Trainer):
+    """Next-token cross-entropy on the speech tokens of plain (and bistream) layouts."""
+
+    config_class = TokenLMTrainConfig
+    user_errors = (ManifestError, FrontendError)
+
+    @classmethod
+    def presets(cls) -> dict[str, dict]:
+        return {p.stem: json.loads(p.read_text()) for p in sorted(PRESET_DIR.glob("*.json"))}
+
+    def check(self) -> None:
+        cfg = self.cfg
+        if cfg.model != KIND:
+            raise ConfigError(f"--model: this trainer is {KIND}, got {cfg.model!r}")
+        if cfg.text_frontend not in FRONTEND_KINDS:
+            raise ConfigError(f"--text-frontend: expected one of {', '.join(FRONTEND_KINDS)}, got {cfg.text_frontend!r}")
+        if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
+            raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
+        if cfg.layers < 1 or cfg.text_chunk < 1 or cfg.speech_chunk < 1:
+            raise ConfigError("--layers, --text-chunk and --speech-chunk must be at least 1")
+        if cfg.speaker_dim < 0 or cfg.codebook_size < 0 or cfg.max_tokens < 1:
+            raise ConfigError("--speaker-dim and --codebook-size must be >= 0, --max-tokens >= 1")
+        for name in ("cond_drop", "bistream_prob"):
+            if not 0 <= getattr(cfg, name) <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
+        if cfg.min_len_ratio < 0 or cfg.max_len_ratio < 0 or (
+                cfg.max_len_ratio and cfg.min_len_ratio > cfg.max_len_ratio):
+            raise ConfigError("--min-len-ratio/--max-len-ratio: need 0 <= min <= max (0: fitted on the data)")
+        if not math.isfinite(cfg.learning_rate) or cfg.learning_rate <= 0:
+            raise ConfigError(f"--learning-rate must be a positive number, got {cfg.learning_rate}")
+        if not Path(cfg.manifest).is_file():
+            raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
+
+    def build(self, run: TrainingRun) -> None:
+        cfg, out = self.cfg, Path(self.cfg.output_dir)
+        if run.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            prepare_run(cfg, run.log)
+        run.barrier()
+        self.frontend = TextFrontend.load(out / "vocab.json")
+        info = json.loads((out / "latent.json").read_text())
+        self.spec = {"kind": KIND, "config": model_config(cfg, self.frontend.vocab_size, info["codebook_size"])}
+        self.model = build_model(KIND, self.spec["config"]).to(run.device)
+        run.log(f"{KIND} model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters; "
+                f"{run.world_size} process(es) on {run.device}, {run.precision}")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
+                                           weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        self.scheduler = cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_ratio=0.1)
+        run.register_module("model", self.model)
+        run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
+        self.step_model = run.compile(run.distributed(self.model))
+
+    def started(self, run: TrainingRun) -> None:
+        if run.is_main:
+            atomic_write_json(Path(self.cfg.output_dir) / "model.json", self.spec)
+
+    def dataset(self, run: TrainingRun) -> Dataset:
+        rows = read_rows(self.cfg.manifest, self.cfg.max_tokens)
+        return TextTokenPairs(self.cfg.manifest, rows, self.frontend, self.model.cfg, self.cfg.bistream_prob)
+
+    def collate(self, items):
+        return collate_layouts(items)
+
+    def train_step(self, batch: dict[str, torch.Tensor], run: TrainingRun) -> dict[str, torch.Tensor | float]:
+        self.model.train()
+        with run.autocast():
+            losses = self.step_model(**batch)
+        update = run.update("optimizer", losses["loss"])
+        return {**{f"train/{k}": v.detach() for k, v in losses.items()}, "train/lr": self.scheduler.get_last_lr()[0],
+                "train/grad_norm": update.grad_norm}
