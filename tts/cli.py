@@ -1,5 +1,6 @@
 """``dcae tts``: synthesise latents (or audio) with a trained TTS run folder (text, or speech tokens
-for a token-flow run)."""
+for a token-flow run; text -> speech tokens for a token-lm run, and on through a token-flow run with
+``--flow``: :mod:`tts.lm_command`)."""
 from __future__ import annotations
 
 import sys
@@ -13,6 +14,7 @@ from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
 from .synthesize import SynthesisError, stream_frames, synthesize, target_frames
+from .lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_outputs
 from .token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
 
 STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
@@ -45,6 +47,18 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 @click.option("--prompt-text", default=None, help="Transcript of --prompt-latent (text runs: needed with it).")
 @click.option("--prompt-tokens", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Speech-token file of --prompt-latent's audio (token-flow runs: needed with it).")
+@click.option("--out-tokens", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=LM_OPTIONS_HELP["out_tokens"])
+@click.option("--flow", "flow_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=LM_OPTIONS_HELP["flow"])
+@click.option("--prompt-audio", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=LM_OPTIONS_HELP["prompt_audio"])
+@click.option("--tokenizer", "tokenizer_spec", default=None, help=LM_OPTIONS_HELP["tokenizer"])
+@click.option("--text-stream", is_flag=True, help=LM_OPTIONS_HELP["text_stream"])
+@click.option("--top-k", type=int, default=None, help=LM_OPTIONS_HELP["top_k"] + " [default: 25]")
+@click.option("--top-p", type=float, default=None, help=LM_OPTIONS_HELP["top_p"] + " [default: 0.8]")
+@click.option("--lm-temperature", type=float, default=None, help=LM_OPTIONS_HELP["lm_temperature"] + " [default: 1]")
+@click.option("--lm-cfg-scale", type=float, default=None, help=LM_OPTIONS_HELP["lm_cfg_scale"])
 @click.option("--stream", is_flag=True, help=TOKEN_OPTIONS_HELP["stream"])
 @click.option("--chunk-frames", type=int, default=None, help=TOKEN_OPTIONS_HELP["chunk_frames"])
 @click.option("--lookahead", type=int, default=None, help=TOKEN_OPTIONS_HELP["lookahead"])
@@ -62,15 +76,21 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
                    "made by other AE weights).")
 @model_options
 def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None, frames: int | None,
-                prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None, stream: bool,
+                prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None,
+                out_tokens: Path | None, flow_dir: Path | None, prompt_audio: Path | None, tokenizer_spec: str | None,
+                text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
+                lm_cfg_scale: float | None, stream: bool,
                 chunk_frames: int | None, lookahead: int | None, seed: int, steps: int | None,
                 cfg_scale: float | None, temperature: float, max_frames: int | None, out_latent: Path | None,
                 output: Path | None, ae_model: str | None, ae_config: str | None, vocoder: str | None,
                 device: str | None, precision: str) -> None:
     """Synthesize latents or audio with a trained TTS run: --text for text runs (ar, flow), --tokens
-    for token-flow runs (add --stream to generate and decode chunk by chunk)."""
-    if out_latent is None and output is None:
-        _fail("give --out-latent F.safetensors and/or -o out.wav")
+    for token-flow runs (add --stream to generate and decode chunk by chunk), --text for token-lm runs
+    (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage)."""
+    if out_latent is None and output is None and out_tokens is None:
+        _fail("give --out-latent F.safetensors and/or -o out.wav (--out-tokens F.safetensors for a token-lm run)")
+    if out_tokens is not None and out_tokens.suffix.lower() != ".safetensors":
+        _fail(f"{out_tokens}: token files are .safetensors")
     if frames is not None and frames < 1:
         _fail("--frames must be at least 1")
     if max_frames is not None and (max_frames < 1 or (frames is not None and frames > max_frames)):
@@ -89,6 +109,32 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
         run = load_run(run_dir, tts_device, step)
     except RunError as e:
         _fail(str(e))
+    lm_args = LMArgs(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
+                     lm_cfg_scale)
+    if run.kind == "token-lm":
+        prompt = None
+        try:
+            if prompt_latent is not None:
+                prompt, _ = load_latent(prompt_latent)
+            tokens, flow, latent, audio, wrapper = two_stage_outputs(
+                run, lm_args, text=text, prompt_text=prompt_text, prompt_latent=prompt, prompt_tokens_file=prompt_tokens,
+                tokens_file=tokens_file, want_latent=out_latent is not None, want_audio=output is not None,
+                stream=stream, chunk_frames=chunk_frames, lookahead=lookahead, seed=seed, steps=steps,
+                cfg_scale=cfg_scale, temperature=temperature, frames=frames, max_frames=max_frames, device=tts_device,
+                make_wrapper=lambda flow: _audio_wrapper(flow, flow.directory, ae_model, ae_config, vocoder, device,
+                                                         precision))
+        except (SynthesisError, LatentFileError) as e:
+            _fail(str(e))
+        if out_tokens is not None:
+            save_token_output(out_tokens, tokens, run)
+        _write_outputs(flow, latent, audio, wrapper, out_latent, output)
+        seconds = tokens.numel() / run.token_rate
+        click.echo(f"{tokens.numel()} speech tokens ({seconds:.2f} s) from token-lm run step {run.step}"
+                   + ("" if flow is None else f", {latent.shape[1]} latent frames from token-flow run step {flow.step}"),
+                   err=True)
+        return
+    if lm_args.given():
+        _fail(f"{', '.join(lm_args.given())}: for token-lm runs (this is a {run.kind} run)")
     if run.takes_text and (text is None or tokens_file is not None or prompt_tokens is not None or stream):
         _fail(f"{run_dir}: a {run.kind} run speaks --text (not --tokens, --prompt-tokens or --stream)")
     if not run.takes_text and (tokens_file is None or text is not None or prompt_text is not None):
@@ -108,16 +154,7 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
                 temperature=temperature, cfg_scale=cfg_scale, max_frames=max_frames)
     wrapper = None
     if output is not None:
-        from dcae.latents import weights_hash
-        from inference import build_wrapper, other_autoencoder_warning
-
-        wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
-        if wrapper.latent_dim != run.stats.dim:
-            _fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
-        warning = other_autoencoder_warning(f"{run_dir} (its training latents)", str(run.latent_info.get("model", "")),
-                                            wrapper.ae_model_path, weights_hash(wrapper.ae_model_path))
-        if warning:
-            click.echo(warning, err=True)
+        wrapper = _audio_wrapper(run, run_dir, ae_model, ae_config, vocoder, device, precision)
     try:
         if not run.takes_text:
             latent, audio = token_flow_outputs(run, wrapper, tokens_file, prompt, prompt_tokens, frames=frames,
@@ -131,14 +168,33 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
             audio = wrapper.decode(latent[None])[0] if wrapper is not None else None
     except SynthesisError as e:
         _fail(str(e))
+    _write_outputs(run, latent, audio, wrapper, out_latent, output)
+    seconds = latent.shape[1] / float(run.latent_info["frame_rate"])
+    click.echo(f"{latent.shape[1]} latent frames ({seconds:.2f} s) from {run.kind} run step {run.step}", err=True)
+
+
+def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, precision):
+    """The DC-AE decoder + vocoder for a run's latents (one-line errors; a warning for other AE weights)."""
+    from dcae.latents import weights_hash
+    from inference import build_wrapper, other_autoencoder_warning
+
+    wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
+    if wrapper.latent_dim != run.stats.dim:
+        _fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
+    warning = other_autoencoder_warning(f"{run_dir} (its training latents)", str(run.latent_info.get("model", "")),
+                                        wrapper.ae_model_path, weights_hash(wrapper.ae_model_path))
+    if warning:
+        click.echo(warning, err=True)
+    return wrapper
+
+
+def _write_outputs(run, latent, audio, wrapper, out_latent: Path | None, output: Path | None) -> None:
     if out_latent is not None:
         save_latent(out_latent, latent, _latent_meta(run.latent_info, latent.shape[1]))
     if output is not None:
         from vocoder.audio import save_audio
 
         save_audio(output, audio, wrapper.sample_rate)
-    seconds = latent.shape[1] / float(run.latent_info["frame_rate"])
-    click.echo(f"{latent.shape[1]} latent frames ({seconds:.2f} s) from {run.kind} run step {run.step}", err=True)
 
 
 def _stream_to_audio(wrapper, frames) -> tuple[torch.Tensor, torch.Tensor]:
