@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("evaluation.cli", "evaluate_command", "PESQ / STOI / ESTOI / mel distance / SI-SDR / speaker similarity; --html listening page."),
     "filelist": ("preprocess.generate_filelist", "filelist_command", "Scan folders for valid audio and write a filelist."),
     "tts": ("tts.cli", "tts_command", "Synthesize latents or audio with a trained TTS run."),
+    "tokens": ("tts.tokens_cli", "tokens_command", "Speech tokens for an exported corpus (resumable, torchrun-sharded)."),
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dcae.precision import resolve_precision
 from dcae.training.scalars import read_metrics
 from tts import train as tts_train
 from tts.tokenizers import FSQTokenizer, codebook_usage, load_fsq_tokenizer, load_tokenizer
@@ -193,7 +194,7 @@ def test_tiny_fsq_learns_real_speech(speech_files, tmp_path):
     losses = [r["train/mel_l1"] for r in rows if "train/mel_l1" in r]
     model = load_tokenizer(run)  # the run folder's inference files, written after the last checkpoint set
     fig = held_out_figures(model, load_mels(held_files))
-    precision = json.loads((run / "config.json").read_text())["precision"]
+    precision = resolve_precision(json.loads((run / "config.json").read_text())["precision"], torch.device("cpu"))
     print(f"\nFSQ tiny ({sum(p.numel() for p in model.parameters())} parameters, {model.codebook_size} codes, "
           f"{model.token_rate:.2f} tokens/s) through python -m tts.train: {steps} steps of 16 x 128 frames in "
           f"{train_s:.0f} s (1 torch thread + 2 decoding workers, precision {precision}, "

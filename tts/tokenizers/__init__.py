@@ -8,6 +8,7 @@
   (21.53 Hz = 4 tokens per DC-AE latent frame by default), its presets and run folders.
 - :mod:`.usage`: codebook usage (fraction of codes used, perplexity).
 - :mod:`.load`: ``load_tokenizer("s3" | RUN_DIR)`` for commands.
+- :mod:`.export`: token files + manifest fields for an exported corpus (``dcae tokens``).
 
 The S3 modules import the ``s3tokenizer`` package only when an S3 tokenizer is built.
 """
