@@ -69,6 +69,15 @@ def _text_pieces(text: str):
         yield from text
 
 
+def _tokenizer_spec(args: LMArgs, lm: TTSRun) -> str:
+    """The tokenizer for --prompt-audio: --tokenizer, else s3 when the run's tokens are S3Tokenizer's."""
+    spec = args.tokenizer or ("s3" if str(lm.latent_info.get("tokenizer", "")).startswith("s3") else None)
+    if spec is None:
+        raise SynthesisError(f"--prompt-audio: give --tokenizer FSQ_RUN, the tokenizer that made the tokens "
+                             f"{lm.directory} was trained on ({lm.latent_info.get('tokenizer') or 'unknown'})")
+    return spec
+
+
 def _prompt(args: LMArgs, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_latent: torch.Tensor | None,
             prompt_tokens_file: Path | None, prompt_text: str | None) -> VoicePrompt | None:
     from dcae.latents import TokenFileError, load_tokens
@@ -87,10 +96,7 @@ def _prompt(args: LMArgs, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_laten
         from inference import load_checked_audio
         from .tokenizers import load_tokenizer
 
-        spec = args.tokenizer or ("s3" if str(lm.latent_info.get("tokenizer", "")).startswith("s3") else None)
-        if spec is None:
-            raise SynthesisError(f"--prompt-audio: give --tokenizer FSQ_RUN, the tokenizer that made the tokens "
-                                 f"{lm.directory} was trained on ({lm.latent_info.get('tokenizer') or 'unknown'})")
+        spec = _tokenizer_spec(args, lm)
         tokenizer = load_tokenizer(spec, device="cpu")
         if abs(tokenizer.token_rate - lm.token_rate) > 1e-6 * lm.token_rate:
             raise SynthesisError(f"--tokenizer {spec}: writes {tokenizer.token_rate:g} tokens/s but {lm.directory} "
@@ -128,6 +134,10 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
         raise SynthesisError("--out-latent and -o need --flow FLOW_RUN (a token-flow run) after a token-lm run")
     if args.flow is None and (stream or args.prompt_audio is not None or prompt_latent is not None):
         raise SynthesisError("--stream, --prompt-audio and --prompt-latent need --flow FLOW_RUN")
+    if args.prompt_audio is not None:
+        _tokenizer_spec(args, lm)  # before loading any model
+        if not args.prompt_audio.is_file():
+            raise SynthesisError(f"--prompt-audio {args.prompt_audio}: file not found")
     flow = wrapper = None
     if args.flow is not None:
         try:
