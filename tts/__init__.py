@@ -3,5 +3,9 @@
 Modules: ``data`` (latent manifest dataset, any downstream use), ``text`` (front end), ``ar_model``
 (causal transformer + flow head + stop head), ``flow_model`` (DiT flow matching with infilling),
 ``train`` (``python -m tts.train``), ``run`` (run folders), ``synthesize`` and ``cli`` (``dcae tts``),
-``synthetic`` (toy corpus for checking that a pipeline learns).
+``synthetic`` (toy corpora for checking that a pipeline learns).
+
+Two-stage (speech tokens, docs/two_stage.md): ``tokenizers`` (audio -> tokens), ``token_flow_model``
+(tokens -> latents: ``token_encoder``, ``length_regulator``, ``chunk_attention``, ``frame_noise``),
+``token_flow_stream`` (chunk-by-chunk generation), ``streaming`` (token chunks -> latent / audio chunks).
 """

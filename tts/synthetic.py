@@ -93,14 +93,16 @@ class SyntheticTokenCorpus:
     Frame j spans tokens [j r, (j + 1) r), r = token_rate / frame_rate; with o_i the overlap of token i
     with the span and p_i in [-1/2, 1/2] the token's centre relative to the frame's centre (in frames):
     frame_j = sqrt(r) / r * sum_i o_i (level[t_i] + 2 p_i slope[t_i]), plus ``noise`` in the written files.
+    With ``context`` > 0 a frame also carries ``context`` times the next frame's plain term
+    sqrt(r) / r * sum_i o_i level[t_i] (future context: what a streaming model sees only partly).
     """
 
     def __init__(self, vocab: int = 8, token_rate: float = 25.0, frame_rate: float = SAMPLE_RATE / HOP / COMPRESSION,
-                 dim: int = 16, noise: float = 0.05, seed: int = 0):
+                 dim: int = 16, noise: float = 0.05, seed: int = 0, context: float = 0.0):
         g = torch.Generator().manual_seed(seed)
         self.vocab, self.token_rate, self.frame_rate = vocab, token_rate, frame_rate
         self.ratio = token_rate / frame_rate
-        self.dim, self.noise = dim, noise
+        self.dim, self.noise, self.context = dim, noise, context
         self.level = torch.randn(vocab, dim, generator=g)
         self.slope = torch.randn(vocab, dim, generator=g)
 
@@ -115,8 +117,13 @@ class SyntheticTokenCorpus:
         overlap = overlap * (index < tokens.numel())
         ids = tokens[index.clamp(max=tokens.numel() - 1)]
         place = ((index + 0.5 - spans.mean(-1, keepdim=True)) / self.ratio).float()
+        scale = math.sqrt(self.ratio) / self.ratio
         value = overlap[..., None] * (self.level[ids] + 2 * place[..., None] * self.slope[ids])
-        return value.sum(1) * math.sqrt(self.ratio) / self.ratio
+        frames = value.sum(1) * scale
+        if self.context:
+            plain = (overlap[..., None] * self.level[ids]).sum(1) * scale
+            frames = frames + self.context * torch.cat([plain[1:], torch.zeros_like(plain[:1])])
+        return frames
 
     def random_sequences(self, count: int, seed: int, min_len: int = 20, max_len: int = 60,
                          exclude: list[list[int]] | None = None) -> list[list[int]]:

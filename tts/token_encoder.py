@@ -1,13 +1,14 @@
 """Speech-token encoder with a fixed lookahead: token ids (B, N) -> features (B, N, C).
 
-    embedding -> lookahead convolution (token i reads tokens i .. i + lookahead)
+    embedding + mode embedding (full / chunked) -> lookahead convolution (token i reads tokens i .. i + lookahead)
               -> transformer blocks (rotary positions = token index) -> LayerNorm
 
 The lookahead convolution is the only place that reads ahead (CosyVoice 2's pre-lookahead layer).
 In chunked mode the transformer is causal, so feature i depends on tokens 0 .. i + lookahead and
 nothing later: a stream can compute it as soon as token i + lookahead has arrived
 (:meth:`TokenEncoder.extend`), with the same numbers as the whole sequence. In full mode
-(``causal`` false) the transformer is bidirectional.
+(``causal`` false) the transformer is bidirectional. A learned mode embedding tells the two apart
+(unified training shares every other weight between them).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class TokenEncoder(nn.Module):
         self.lookahead = lookahead
         self.heads = heads
         self.embed = nn.Embedding(vocab_size, width)
+        self.mode = nn.Embedding(2, width)  # 0: full context (bidirectional), 1: chunked (causal)
         self.conv = nn.Conv1d(width, width, lookahead + 1)
         self.blocks = nn.ModuleList(Block(width, heads, ff_mult, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
@@ -37,7 +39,7 @@ class TokenEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
         """tokens (B, N) right-padded, valid (B, N) bool, causal (B,) bool -> (B, N, C) (zeros at padding)."""
-        emb = self.embed(tokens) * valid[..., None]
+        emb = (self.embed(tokens) + self.mode(causal.long())[:, None]) * valid[..., None]
         h = self._lookahead(F.pad(emb, (0, 0, 0, self.lookahead)))
         positions = torch.arange(tokens.shape[1], device=tokens.device)[None].expand(tokens.shape[0], -1)
         rope = rope_angles(positions, h.shape[-1] // self.heads)
@@ -55,7 +57,8 @@ class TokenEncoder(nn.Module):
         (n >= ready + lookahead, or the stream ended: missing lookahead tokens read as padding), with
         features [0, done) already in ``cache`` -> (B, ready - done, C); ``cache`` is extended."""
         window = tokens[:, done: ready + self.lookahead]
-        emb = F.pad(self.embed(window), (0, 0, 0, ready + self.lookahead - done - window.shape[1]))
+        emb = self.embed(window) + self.mode.weight[1]
+        emb = F.pad(emb, (0, 0, 0, ready + self.lookahead - done - window.shape[1]))
         h = self._lookahead(emb)
         count = ready - done
         positions = torch.arange(done, ready, device=tokens.device)[None].expand(tokens.shape[0], -1)

@@ -3,7 +3,7 @@
     tokens (N,) --TokenEncoder (lookahead conv + transformer)--> (N, C)
             --LengthRegulator (span pooling at tokens_per_frame, any ratio)--> (T, C) on the frame grid
     [noisy frames x_s ; prompt frames ; prompt mask] -> Linear + frame features
-            --DiT blocks (adaLN on flow time [+ MeanFlow interval] [+ speaker])--> velocity (T, D)
+            --DiT blocks (adaLN on flow time + attention mode [+ MeanFlow interval] [+ speaker])--> velocity (T, D)
 
 - Prompt infilling: the first ``P`` frames of the sequence are a known prompt latent (its tokens
   precede the new tokens), the rest is generated. Training draws a prefix of up to ``prompt_max``
@@ -16,7 +16,10 @@
 - Chunk-aware attention (:mod:`tts.chunk_attention`): per-sample full-context or block-causal masks
   ("unified" training), so one model serves offline synthesis (full context) and streaming
   (chunked; :class:`tts.token_flow_stream.TokenFlowStream` equals :meth:`TokenFlowModel.sample`
-  with the same ``chunk_frames``). Starting noise is fixed per frame position (:mod:`tts.frame_noise`).
+  with the same ``chunk_frames``). A learned mode embedding (full / chunked) in the token encoder and in
+  the adaLN condition lets the shared weights behave differently in the two modes: without it, unified
+  training cost the full-context mode most of its use of future context (tests/test_token_flow_learning.py).
+  Starting noise is fixed per frame position (:mod:`tts.frame_noise`).
 - The shared objective options (:mod:`tts.flow_matching`): training-time schedule, immiscible
   noise, contrastive flow matching, MeanFlow; sampling grids uniform / sway / cosine.
 """
@@ -71,6 +74,7 @@ class TokenFlowModel(nn.Module):
         self.regulator = LengthRegulator(w, cfg.tokens_per_frame * (1 + cfg.prompt_ratio_tolerance))
         self.frame_in = nn.Linear(2 * cfg.latent_dim + 1, w)
         self.time = TimeEmbedding(w, scale=cfg.time_scale)
+        self.mode = nn.Embedding(2, w)  # attention mode: 0 full context, 1 chunked
         self.interval = TimeEmbedding(w, scale=cfg.time_scale) if cfg.meanflow else None
         self.speaker = nn.Linear(cfg.speaker_dim, w) if cfg.speaker_dim > 0 else None
         self.blocks = nn.ModuleList(Block(w, cfg.heads, cfg.ff_mult, cfg.dropout, adaptive=True)
@@ -92,17 +96,17 @@ class TokenFlowModel(nn.Module):
         return self.regulator(self.encoder(tokens, token_valid, causal), token_valid, spans)
 
     def velocity(self, x: torch.Tensor, s: torch.Tensor, features: torch.Tensor, prompt: torch.Tensor,
-                 prompt_mask: torch.Tensor, attn_mask: torch.Tensor | None, start: int = 0,
+                 prompt_mask: torch.Tensor, attn_mask: torch.Tensor | None, chunked: torch.Tensor, start: int = 0,
                  speaker: torch.Tensor | None = None, end: torch.Tensor | None = None,
                  caches: list[LayerCache] | None = None) -> torch.Tensor:
         """Velocity (or MeanFlow average velocity up to ``end`` (B,)) of frames [start, start + T).
 
         x (B, T, D) noisy frames at times s (B,); features (B, T, C) from :meth:`frame_features`;
         prompt (B, T, D) known where prompt_mask (B, T); attn_mask (B, 1, T, T) or None (all keys);
-        speaker (B, speaker_dim); ``caches`` (one per block): keys/values of earlier frames, extended
+        chunked (B,) bool: the attention mode (block-causal or full); speaker (B, speaker_dim); ``caches`` (one per block): keys/values of earlier frames, extended
         with these frames' -> (B, T, D).
         """
-        c = self.time(s)
+        c = self.time(s) + self.mode(chunked.long())
         if self.interval is not None:
             c = c + self.interval(end - s if end is not None else torch.zeros_like(s))
         if self.speaker is not None and speaker is not None:
@@ -145,7 +149,7 @@ class TokenFlowModel(nn.Module):
             noise = fm.immiscible_noise(latent, noise, latent_mask)
         s = fm.sample_time(b, cfg.time_schedule, device)
         velocity = fm.velocity_target(noise, latent)
-        args = (features, latent, prompt_mask, attn)
+        args = (features, latent, prompt_mask, attn, chunk > 0)
         if not cfg.meanflow:
             pred = self.velocity(fm.interpolate(noise, latent, s), s, *args, speaker=speaker)
             loss, flow, contrast = fm.contrastive_flow_loss(pred, velocity, generate, cfg.contrastive_weight)
@@ -190,7 +194,7 @@ class TokenFlowModel(nn.Module):
                           _guidance_rows(speaker.reshape(1, -1).to(device), rows))
         attn = frame_mask(chunk.expand(rows), torch.ones(rows, total, dtype=torch.bool, device=device))
         x = frame_noise(seed, 0, total, d, temperature, device)[None]
-        x = integrate(self, cond.velocity(attn), x, steps, grid, sway, cfg_scale)
+        x = integrate(self, cond.velocity(attn, chunked=chunk_frames > 0), x, steps, grid, sway, cfg_scale)
         return x[0, p:]
 
 
@@ -202,17 +206,18 @@ class _Condition:
         self.model, self.rows, self.start = model, rows, start
         self.features, self.prompt, self.prompt_mask, self.speaker = features, prompt, prompt_mask, speaker
 
-    def velocity(self, attn: torch.Tensor | None, caches: list[list[LayerCache]] | None = None):
-        """A velocity ``fn(x (rows, T, D), s[, e])`` for the samplers; with ``caches`` (one list of block
-        caches per integration step), call k uses and extends ``caches[k]``."""
+    def velocity(self, attn: torch.Tensor | None, chunked: bool, caches: list[list[LayerCache]] | None = None):
+        """A velocity ``fn(x (rows, T, D), s[, e])`` for the samplers in the given attention mode; with
+        ``caches`` (one list of block caches per integration step), call k uses and extends ``caches[k]``."""
         calls = iter(range(len(caches))) if caches is not None else None
         device = self.features.device
+        mode = torch.full((self.rows,), chunked, dtype=torch.bool, device=device)
 
         def fn(x: torch.Tensor, s0: float, s1: float | None = None) -> torch.Tensor:
             s = torch.full((self.rows,), s0, device=device)
             end = None if s1 is None else torch.full((self.rows,), s1, device=device)
             step_caches = None if calls is None else caches[next(calls)]
-            return self.model.velocity(x, s, self.features, self.prompt, self.prompt_mask, attn, self.start,
+            return self.model.velocity(x, s, self.features, self.prompt, self.prompt_mask, attn, mode, self.start,
                                        self.speaker, end, step_caches)
 
         return fn

@@ -137,5 +137,5 @@ class TokenFlowStream:
         cond = _Condition(model, self.rows, _guidance_rows(features, self.rows), _guidance_rows(known, self.rows),
                           _guidance_rows(known_mask, self.rows), self.speaker, start=start)
         x = frame_noise(self.seed, start, stop, d, self.temperature, device)[None]
-        x = integrate(model, cond.velocity(None, self.step_caches), x, self.steps, self.grid, self.sway, self.cfg_scale)
+        x = integrate(model, cond.velocity(None, True, self.step_caches), x, self.steps, self.grid, self.sway, self.cfg_scale)
         return x[0, in_prompt:]
