@@ -321,3 +321,17 @@ def test_library_call_on_a_manifest_with_relative_audio_paths(corpus, fsq_run):
     summary = export_tokens(corpus, load_fsq_tokenizer(fsq_run), num_workers=0)
     assert summary["with_tokens"] == 3 and summary["failed"] == 0
     assert [r["audio_path"] for r in rows_of(corpus)] == [r["audio_path"] for r in rows]
+
+
+def test_rerunning_dcae_export_keeps_the_token_fields(corpus, fsq_run, tiny_generator, tmp_path):
+    """`dcae export` again on the folder (e.g. after adding files) rewrites manifest.jsonl: the rows
+    that `dcae tokens` gave tokens keep them."""
+    assert run_cli(*tokens_args(corpus, fsq_run)).exit_code == 0
+    before = {r["id"]: r for r in rows_of(corpus)}
+    filelist = corpus.parent.parent / "filelist.txt"
+    filelist.write_text("".join(f"{r['audio_path']}|{r.get('text', '')}\n" for r in before.values()))
+    result = CliRunner().invoke(export.export_command, ["--filelist", str(filelist), "--out", str(corpus.parent),
+                                                        "--ae-model", str(tiny_generator), "--ae-config", str(TINY_CONFIG)])
+    assert result.exit_code == 0, result.output
+    after = {r["id"]: r for r in rows_of(corpus)}
+    assert after == before and all(all(k in r for k in TOKEN_KEYS) for r in after.values())

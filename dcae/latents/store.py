@@ -141,8 +141,22 @@ def done_rows(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+TOKEN_FIELDS = ("token_path", "num_tokens", "token_rate")
+
+
+def _previous_token_fields(root: Path) -> dict[str, dict[str, Any]]:
+    """Token fields (``dcae tokens``) of the current ``manifest.jsonl`` rows whose token file exists, by id."""
+    kept: dict[str, dict[str, Any]] = {}
+    for row in _read_jsonl(root / "manifest.jsonl"):
+        if all(k in row for k in TOKEN_FIELDS) and (root / row["token_path"]).is_file():
+            kept[row["id"]] = {k: row[k] for k in TOKEN_FIELDS}
+    return kept
+
+
 def merge_parts(root: Path, order: Iterable[str], dim: int) -> dict[str, Any]:
-    """Write ``manifest.jsonl`` (rows in ``order`` of ids), ``stats.json`` and ``failed.jsonl``."""
+    """Write ``manifest.jsonl`` (rows in ``order`` of ids), ``stats.json`` and ``failed.jsonl``.
+
+    Token fields that ``dcae tokens`` added to the previous manifest are carried over (their file exists)."""
     rows: dict[str, dict[str, Any]] = {}
     stats = RunningStats(dim)
     for stats_path in _part_snapshots(root):
@@ -152,7 +166,8 @@ def merge_parts(root: Path, order: Iterable[str], dim: int) -> dict[str, Any]:
             raise RuntimeError(f"{stats_path}: {len(duplicates)} utterances also exported by another part")
         rows.update((r["id"], r) for r in part_rows)
         stats.merge(RunningStats.from_dict(snapshot["stats"]))
-    ordered = [rows[i] for i in order if i in rows]
+    tokens = _previous_token_fields(root)  # a rerun of the export keeps the tokens added to its rows
+    ordered = [{**rows[i], **tokens.get(i, {})} for i in order if i in rows]
     write_manifest(root / "manifest.jsonl", ordered)
     stats.finish().save(root / "stats.json", num_utterances=len(ordered))
     failed: dict[str, dict[str, Any]] = {}
