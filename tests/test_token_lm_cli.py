@@ -140,3 +140,30 @@ def test_training_errors_are_one_line(runs, tmp_path, capsys):
     fails(None, "--codebook-size", "8", fragment="--codebook-size")
     fails(None, "--width", "30", "--heads", "4", fragment="--width")
     fails(None, "--cond-drop", "2", fragment="--cond-drop")
+
+
+def test_speaker_embeddings_train_and_condition(runs, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from dcae.latents.manifest import MANIFEST_KEYS
+    from tts.run import load_run
+    from tts.synthesize import SynthesisError
+    from tts.token_lm_synthesis import speech_tokens
+
+    rows = read_manifest(runs["manifest"])
+    for i, row in enumerate(rows):
+        save_file({"embedding": torch.randn(4, generator=torch.Generator().manual_seed(i))},
+                  tmp_path / f"spk{i}.safetensors")
+        row["speaker_path"] = str(tmp_path / f"spk{i}.safetensors")
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, rows, keys=(*MANIFEST_KEYS, "speaker_path"))
+    assert train_main(["--model", "token-lm", "--manifest", str(manifest), "--output-dir", str(tmp_path / "run"),
+                       "--preset", "tiny", "--max-steps", "5", "--save-interval", "5", "--speaker-dim", "4",
+                       "--cpu-threads", "1"]) == 0
+    run = load_run(tmp_path / "run")
+    a = speech_tokens(run, "abc", seed=0, speaker=torch.ones(4))
+    b = speech_tokens(run, "abc", seed=0, speaker=-torch.ones(4))
+    assert a.numel() and b.numel() and a.tolist() != b.tolist()  # the voice vector changes what is written
+    with pytest.raises(SynthesisError, match="speaker embedding of 4"):
+        speech_tokens(run, "abc", seed=0)
