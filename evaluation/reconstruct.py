@@ -48,7 +48,7 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
     Returns the jobs that produced audio, and an error row for each file that could not be
     read or reconstructed (the run goes on).
     """
-    from inference import build_wrapper
+    from inference import build_wrapper, fail
     from preprocess.filelist import FilelistError, read_filelist
     from vocoder.audio import AudioError, check_audio, load_audio, save_audio
 
@@ -58,12 +58,19 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
         raise click.ClickException(str(e)) from None
     if not entries:
         raise click.ClickException(f"{filelist}: the filelist is empty")
+    names = relative_names([e.path for e in entries])
+    output_names = [str(Path(name).with_suffix(".wav")) for name in names]
+    writer: dict[str, Path] = {}
+    for entry, output_name in zip(entries, output_names):  # x.wav and x.mp3 would overwrite each other
+        first = writer.setdefault(output_name, entry.path)
+        if Path(first).resolve() != Path(entry.path).resolve():
+            fail(f"{first} and {entry.path} would both be reconstructed as {output_name}; rename one or list "
+                 f"them in separate evaluations")
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)  # model errors: one line, exit 2
     rate = wrapper.sample_rate
     jobs, failures = [], []
-    names = relative_names([e.path for e in entries])
-    for entry, name in tqdm(list(zip(entries, names)), desc="Reconstructing", unit="file", disable=not progress):
-        output_name = str(Path(name).with_suffix(".wav"))
+    for entry, name, output_name in tqdm(list(zip(entries, names, output_names)), desc="Reconstructing", unit="file",
+                                         disable=not progress):
         try:
             audio = load_audio(entry.path, rate)
             check_audio(audio, entry.path, min_samples=wrapper.transform.n_fft)

@@ -91,3 +91,22 @@ def test_wav_listening_page_links_the_rendered_files(run):
     assert len(copies) == len(run["sources"]) and all(s.endswith("/reference.wav") for s in copies)
     assert all((out / s).is_file() for s in linked + copies)
     assert "BigVGAN copy-synthesis (ceiling)" in page and 'class="ceil"' in page
+
+
+def test_files_that_would_share_a_reconstruction_are_refused_first(speech_files, tmp_path):
+    """x.wav and x.flac in one filelist would both be reconstructed as x.wav: refused before any model loads."""
+    from evaluation.cli import evaluate_command
+
+    source = next(p for p in speech_files if sf.info(str(p)).samplerate == 16000)
+    audio, rate = sf.read(str(source))
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    sf.write(str(folder / "x.wav"), audio, rate)
+    sf.write(str(folder / "x.flac"), audio, rate)
+    filelist = tmp_path / "test.txt"
+    filelist.write_text(f"{folder / 'x.wav'}\n{folder / 'x.flac'}\n")
+    result = CliRunner().invoke(evaluate_command, ["--filelist", str(filelist), "--ae-model", str(tmp_path / "none.pt"),
+                                                   "--out", str(tmp_path / "report"), "--no-progress"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "x.flac" in lines[0] and "x.wav" in lines[0], result.output
+    assert not (tmp_path / "report").exists()
