@@ -3,11 +3,12 @@
 The reference repository ships no evaluation tool, so the baseline is the loop a researcher
 would write by hand: for each pair, read both files with soundfile and call ``pesq`` (WB and
 NB) and ``pystoi`` (STOI and ESTOI) one after the other in one process. Ours computes the same
-four metrics plus log-mel distance and SI-SDR, in ``--workers`` processes.
+four metrics plus log-mel distance and SI-SDR (and speaker similarity with ``--sim``, when the
+[sim] extra is installed), in ``--workers`` processes.
 
-    python benchmarks/eval_speed.py [--files 24] [--workers N]
+    python benchmarks/eval_speed.py [--files 24] [--workers N] [--sim]
 
-Needs the real speech from ../shared/data/get_speech.sh (16 kHz prompts are used).
+Needs the real test speech: ``python tests/data/get_speech.py`` (16 kHz prompts are used).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.pairing import pair_folders  # noqa: E402
 from evaluation.runner import score_pairs  # noqa: E402
+from evaluation.scoring import METRIC_NAMES  # noqa: E402
 
 
 def make_pairs(root: Path, count: int) -> float:
@@ -34,7 +36,7 @@ def make_pairs(root: Path, count: int) -> float:
     sources = sorted((speech / "en").glob("*.wav"))
     sources = [p for p in sources if 2.0 <= sf.info(str(p)).duration <= 6.0][:count]
     if len(sources) < count:
-        sys.exit(f"need {count} 2-6 s utterances in {speech}/en (run ../shared/data/get_speech.sh)")
+        sys.exit(f"need {count} 2-6 s utterances in {speech}/en (run python tests/data/get_speech.py)")
     rng = np.random.default_rng(0)
     seconds = 0.0
     for source in sources:
@@ -66,7 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sim", action="store_true", help="also score speaker similarity (Resemblyzer)")
     args = parser.parse_args()
+    metrics = [m for m in METRIC_NAMES if args.sim or m != "sim"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         seconds = make_pairs(root, args.files)
@@ -78,7 +82,7 @@ def main() -> None:
         timings = {}
         for workers in sorted({1, args.workers}):
             start = time.perf_counter()
-            rows = score_pairs(pairs, workers=workers, progress=False)
+            rows = score_pairs(pairs, workers=workers, progress=False, metric_names=metrics)
             timings[workers] = time.perf_counter() - start
             failed = [r for r in rows if r["error"]]
             if failed:
@@ -88,7 +92,7 @@ def main() -> None:
     print(f"baseline (sequential pesq wb+nb, stoi, estoi): {len(pairs) / base_time:6.2f} files/s "
           f"({seconds / base_time:6.1f} audio s/s)")
     for workers, elapsed in timings.items():
-        print(f"ours ({workers} worker{'s' * (workers > 1)}, 6 metrics, incl. start-up): "
+        print(f"ours ({workers} worker{'s' * (workers > 1)}, {len(metrics)} metrics, incl. start-up): "
               f"{len(pairs) / elapsed:6.2f} files/s ({seconds / elapsed:6.1f} audio s/s), "
               f"ratio to baseline {base_time / elapsed:.2f}x")
 
