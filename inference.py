@@ -29,8 +29,7 @@ import torch.nn as nn
 from dcae import load_dcae
 from dcae.cli_options import model_options
 from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_models
-from dcae.precision import cpu_capability
-from dcae.receptive_field import ReceptiveField, dcae_receptive_fields
+from dcae.receptive_field import ReceptiveField, chunk_windows, dcae_receptive_fields
 from vocoder.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
 from vocoder.bigvgan_loader import load_vocoder
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
@@ -38,15 +37,15 @@ from vocoder.mel import MelSpectrogram, load_bigvgan_config
 # Windows. Their context is the receptive field computed from the loaded models
 # (dcae/receptive_field.py, vocoder/receptive_field.py); a model whose field is global (attention
 # along time) is processed whole: exact, with memory growing with length.
-# A DC-AE window holds at most WINDOW_MEMORY bytes of activations: LIVE_ACTIVATIONS full-resolution
-# feature maps (measured peak / map size, default config), so 3 min of audio encode in < 0.5 GB extra.
-WINDOW_MEMORY = 256 * 2**20
-LIVE_ACTIVATIONS = 6
+# A DC-AE window holds at most WINDOW_MEMORY bytes of activations, counted as LIVE_ACTIVATIONS
+# full-resolution feature maps (measured: an 80-frame window of the default config peaks at ~390 MiB,
+# 7.6 maps of 640 KiB per frame), so long audio encodes in < 0.5 GB extra (test_inference_memory.py).
+WINDOW_MEMORY = 320 * 2**20
+LIVE_ACTIVATIONS = 8
 MIN_CHUNK_FRAMES = 16
-# BigVGAN window in mel frames (benchmarks/pipeline_speed.py): on AVX512 CPUs 432 (~5 s) beats one
-# pass (smaller working set, 1.4x); on AVX2 CPUs windows only add context work, so take 2048.
-VOCODER_WINDOW_AVX512 = 432
-VOCODER_WINDOW = 2048
+# BigVGAN runs in windows of VOCODER_WINDOW mel frames (~48 s, for memory) and inside them, on CPU,
+# stage by stage in windows its allocator can reuse (vocoder/staged.py: faster than one pass there).
+VOCODER_WINDOW = 4096
 DEFAULT_STREAM_CHUNK = 4     # latent frames decoded per streaming step (~0.74 s of audio)
 
 Progress = Callable[[str, float, float], None]  # (stage, seconds of audio done, seconds in total)
@@ -54,13 +53,6 @@ Progress = Callable[[str, float, float], None]  # (stage, seconds of audio done,
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_vocoder_window(device: torch.device) -> int:
-    """Mel frames per BigVGAN window on ``device`` (see VOCODER_WINDOW_AVX512)."""
-    if torch.device(device).type == "cpu" and cpu_capability().upper().startswith(("AVX512", "AMX")):
-        return VOCODER_WINDOW_AVX512
-    return VOCODER_WINDOW
 
 
 def feature_bytes_per_frame(channels: Sequence[int], n_mels: int, compression: int, itemsize: int) -> int:
@@ -82,8 +74,7 @@ class DCAEInferenceWrapper(nn.Module):
     weights (``dcae.hub``). ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU only).
     ``with_vocoder=False`` skips BigVGAN's weights (enough for :meth:`encode`: only its mel
     config is read, from ``vocoder_model_path`` when it is a folder, else the packaged one).
-    ``vocoder_window``: mel frames per BigVGAN window (default: by machine, see
-    :func:`default_vocoder_window`).
+    ``vocoder_window``: mel frames per BigVGAN call (default ``VOCODER_WINDOW``).
 
     Receptive fields, computed from the loaded models (``.left`` / ``.right`` frames of context,
     ``.is_global``): ``encoder_field`` and ``decoder_field`` in latent frames, ``vocoder_field``
@@ -111,7 +102,7 @@ class DCAEInferenceWrapper(nn.Module):
             local = vocoder_model_path is not None and Path(vocoder_model_path).is_dir()
             self.transform = MelSpectrogram(load_bigvgan_config(vocoder_model_path if local else None)).to(device)
         self.precision = precision
-        self.vocoder_window = vocoder_window or default_vocoder_window(device)
+        self.vocoder_window = vocoder_window or VOCODER_WINDOW
         self.sample_rate = self.transform.sample_rate
         self.hop_length = self.transform.hop_length
         self.compression = self.ae_model.compression
@@ -321,22 +312,6 @@ class DCAEInferenceWrapper(nn.Module):
             audio = audio.unsqueeze(0)
         length = math.ceil(audio.shape[-1] * self.sample_rate / sample_rate)
         return self.decode(self.encode(audio, sample_rate, progress=progress), num_samples=length, progress=progress)
-
-
-def chunk_windows(total: int, chunk: int, left: int, right: int | None = None, *, start: int = 0,
-                  known: int | None = None) -> Iterator[tuple[int, int, int, int]]:
-    """(start, stop, window_start, window_stop) covering frames [start, total) in chunks, each window
-    reaching ``left`` frames back (not before frame 0) and ``right`` frames on (not past ``known``,
-    default ``total``, the frames that exist). A signal that fits in one chunk plus its context is
-    one window: exactly whole-signal processing."""
-    right = left if right is None else right
-    known = total if known is None else known
-    if start == 0 and known == total and total <= chunk + left + right:
-        yield 0, total, 0, total
-        return
-    for begin in range(start, total, chunk):
-        stop = min(total, begin + chunk)
-        yield begin, stop, max(0, begin - left), min(known, stop + right)
 
 
 def field_windows(total: int, chunk: int, field: ReceptiveField) -> list[tuple[int, int, int, int]]:

@@ -1,4 +1,5 @@
-"""Receptive fields along time, computed from the modules themselves (no probing, no constants).
+"""Receptive fields along time, computed from the modules themselves (no probing, no constants),
+and the overlapping windows they allow (:func:`chunk_windows`).
 
 A rule per module type maps the output frames ``[lo, hi]`` a caller needs to the input frames
 they read (:func:`input_span`): convolutions by kernel, dilation, stride and padding; pointwise
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch.nn as nn
 
@@ -196,11 +197,32 @@ def downsampling_field(module: nn.Module, factor: int) -> ReceptiveField:
 def upsampling_field(module: nn.Module, factor: int) -> ReceptiveField:
     """Field of a module that maps one input frame to ``factor`` output frames, in input frames:
     the outputs of input frame ``j`` (``[j*factor, (j+1)*factor)``) read inputs ``[j - left, j + right]``."""
+    return span_field(lambda span: input_span(module, span), factor)
+
+
+def span_field(span_of: Callable[[Span], Span], factor: int) -> ReceptiveField:
+    """:func:`upsampling_field` of a span function (output span -> input span) instead of a module."""
     try:
-        lo, hi = input_span(module, (0, factor - 1))
+        lo, hi = span_of((0, factor - 1))
     except GlobalDependence as e:
         return ReceptiveField.everything(str(e))
     return ReceptiveField(max(0, -lo), max(0, hi))
+
+
+def chunk_windows(total: int, chunk: int, left: int, right: int | None = None, *, start: int = 0,
+                  known: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+    """(start, stop, window_start, window_stop) covering frames [start, total) in chunks, each window
+    reaching ``left`` frames back (not before frame 0) and ``right`` frames on (not past ``known``,
+    default ``total``, the frames that exist). A signal that fits in one chunk plus its context is
+    one window: exactly whole-signal processing."""
+    right = left if right is None else right
+    known = total if known is None else known
+    if start == 0 and known == total and total <= chunk + left + right:
+        yield 0, total, 0, total
+        return
+    for begin in range(start, total, chunk):
+        stop = min(total, begin + chunk)
+        yield begin, stop, max(0, begin - left), min(known, stop + right)
 
 
 _CACHE: dict[str, tuple[ReceptiveField, ReceptiveField]] = {}

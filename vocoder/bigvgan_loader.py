@@ -20,6 +20,7 @@ from dcae.precision import precision_dtype
 
 from .fast_activation import use_fast_activations
 from .mel import MelSpectrogram, load_bigvgan_config
+from .staged import generate
 
 GENERATOR_FILE = "bigvgan_generator.pt"
 
@@ -27,9 +28,10 @@ GENERATOR_FILE = "bigvgan_generator.pt"
 class Vocoder(nn.Module):
     """BigVGAN generator (weight norm removed, eval) plus its mel front end.
 
-    ``forward``: mel (B, n_mels, T) -> audio (B, T * hop_length), float32. The generator runs
-    in the dtype of its weights (see :func:`load_vocoder`'s ``precision``); the mel front end
-    always runs in float32.
+    ``forward``: mel (B, n_mels, T) -> audio (B, T * hop_length), float32, equal to the
+    generator's own forward. The generator runs in the dtype of its weights (see
+    :func:`load_vocoder`'s ``precision``); on CPU stage by stage in windows (:mod:`vocoder.staged`:
+    same samples, no page-fault storm on long inputs). The mel front end always runs in float32.
     """
 
     def __init__(self, generator: BigVGAN, config: AttrDict):
@@ -47,7 +49,9 @@ class Vocoder(nn.Module):
     @torch.inference_mode()
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         weight = self.generator.conv_pre.weight
-        return self.generator(mel.to(weight.device, weight.dtype)).squeeze(1).float()
+        mel = mel.to(weight.device, weight.dtype)
+        audio = generate(self.generator, mel) if weight.device.type == "cpu" else self.generator(mel)
+        return audio.squeeze(1).float()
 
 
 def build_generator(config: AttrDict, state_dict: dict | None = None, use_cuda_kernel: bool = False) -> BigVGAN:

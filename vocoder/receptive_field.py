@@ -19,7 +19,7 @@ from bigvgan.alias_free_activation.torch.filter import LowPassFilter1d
 from bigvgan.alias_free_activation.torch.resample import DownSample1d, UpSample1d
 from bigvgan.bigvgan import AMPBlock1, AMPBlock2, BigVGAN
 
-from dcae.receptive_field import (ReceptiveField, Span, chain, conv_span, input_span, pointwise, rule,
+from dcae.receptive_field import (ReceptiveField, Span, chain, conv_span, input_span, pointwise, rule, span_field,
                                   transposed_conv_span, union, upsampling_field)
 
 from .fast_activation import FastActivation1d
@@ -72,14 +72,21 @@ def _amp_block2(m: AMPBlock2, span: Span) -> Span:
     return span
 
 
+def stage_span(generator: BigVGAN, i: int, span: Span) -> Span:
+    """Input samples of stage ``i`` (see :func:`vocoder.staged.run_stage`) read by its output samples ``span``."""
+    m = generator
+    if i == m.num_upsamples - 1:
+        span = chain([m.activation_post, m.conv_post], span)  # tanh / clamp: pointwise
+    blocks = m.resblocks[i * m.num_kernels:(i + 1) * m.num_kernels]
+    span = chain(list(m.ups[i]), union(*(input_span(b, span) for b in blocks)))
+    return input_span(m.conv_pre, span) if i == 0 else span
+
+
 @rule(BigVGAN)
 def _bigvgan(m: BigVGAN, span: Span) -> Span:
-    span = chain([m.activation_post, m.conv_post], span)  # tanh / clamp: pointwise
     for i in reversed(range(m.num_upsamples)):
-        blocks = m.resblocks[i * m.num_kernels:(i + 1) * m.num_kernels]
-        span = union(*(input_span(b, span) for b in blocks))
-        span = chain(list(m.ups[i]), span)
-    return input_span(m.conv_pre, span)
+        span = stage_span(m, i, span)
+    return span
 
 
 def _duck_typed_activation(m: nn.Module, span: Span) -> Span:
@@ -87,12 +94,10 @@ def _duck_typed_activation(m: nn.Module, span: Span) -> Span:
     return chain([m.upsample, m.act, m.downsample], span)
 
 
-_CACHE: dict[str, ReceptiveField] = {}
+_CACHE: dict[str, tuple[ReceptiveField, list[ReceptiveField]]] = {}
 
 
-def vocoder_receptive_field(generator: BigVGAN) -> ReceptiveField:
-    """Mel frames of context either side: the ``hop`` samples of mel frame ``j`` read mel frames
-    ``[j - left, j + right]``. Computed once per generator configuration."""
+def _fields(generator: BigVGAN) -> tuple[ReceptiveField, list[ReceptiveField]]:
     key = json.dumps({k: v for k, v in dict(generator.h).items() if k != "use_cuda_kernel"}, sort_keys=True,
                      default=str) + str(sorted({type(x).__name__ for x in generator.modules()}))
     if key not in _CACHE:
@@ -100,5 +105,20 @@ def vocoder_receptive_field(generator: BigVGAN) -> ReceptiveField:
             if type(module).__name__ == "Activation1d" and type(module) not in (Activation1d,) \
                     and isinstance(getattr(module, "upsample", None), UpSample1d):
                 rule(type(module))(_duck_typed_activation)
-        _CACHE[key] = upsampling_field(generator, math.prod(generator.h.upsample_rates))
+        rates = generator.h.upsample_rates
+        whole = upsampling_field(generator, math.prod(rates))
+        stages = [span_field(lambda span, i=i: stage_span(generator, i, span), rates[i]) for i in range(len(rates))]
+        _CACHE[key] = whole, stages
     return _CACHE[key]
+
+
+def vocoder_receptive_field(generator: BigVGAN) -> ReceptiveField:
+    """Mel frames of context either side: the ``hop`` samples of mel frame ``j`` read mel frames
+    ``[j - left, j + right]``. Computed once per generator configuration."""
+    return _fields(generator)[0]
+
+
+def stage_fields(generator: BigVGAN) -> list[ReceptiveField]:
+    """Per upsampling stage, in that stage's input samples: the ``rate`` output samples of input
+    sample ``j`` read input samples ``[j - left, j + right]`` (e.g. 26, 23, 46, 46, 46, 50 for v2 22 kHz)."""
+    return _fields(generator)[1]
