@@ -193,6 +193,8 @@ def test_bistream_prompt_tokens_take_the_first_places():
     assert list(stream.push([])) == []
     assert len(list(stream.push([1, 2, 3]))) == 2
     assert len(list(stream.finish())) <= 9
+    with pytest.raises(ValueError, match="needs at least 4"):  # 3 text ids fill a chunk of 4 speech places
+        BistreamGenerator(model, GenerationOptions(prompt_text=[1, 2, 3], prompt_speech=[4, 5, 6]))
 
 
 def test_plain_refuses_no_text_and_bistream_needs_a_bistream_model():

@@ -111,6 +111,10 @@ class BistreamGenerator:
         if not cfg.bistream:
             raise ValueError("this model was not trained on the bistream layout (train with --bistream)")
         self.n, self.m = cfg.text_chunk, cfg.speech_chunk
+        covered = self.m * (len(options.prompt_text) // self.n)
+        if len(options.prompt_speech) < covered:  # else tokens drawn while reading the prompt's text come out
+            raise ValueError(f"the prompt has {len(options.prompt_speech)} speech tokens for {len(options.prompt_text)} "
+                             f"text ids; the bistream layout ({self.n} : {self.m}) needs at least {covered}")
         self.s = _Sampler(model, options, generator)
         self.pending = list(options.prompt_text)  # text ids not fed yet
         self.forced = list(options.prompt_speech)  # prompt tokens that take the next speech places

@@ -122,7 +122,10 @@ class TextStreamer:
         opts.prompt_text = run.frontend.encode(self.prefix) if self.prefix else []
         self.fed = len(opts.prompt_text)
         self.text = ""
-        self.lm = BistreamGenerator(run.model, opts, generator_for(seed, run.model.device))
+        try:
+            self.lm = BistreamGenerator(run.model, opts, generator_for(seed, run.model.device))
+        except ValueError as e:
+            raise SynthesisError(str(e)) from None
 
     def _ids(self, final: bool) -> list[int]:
         """Ids of the committed text not handed over yet."""
