@@ -22,10 +22,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 S3_RATIO = 25.0 / (22050 / 4096)  # 4.644 tokens per latent frame
 
 
-def make_model(ratio: float = S3_RATIO, meanflow: bool = False, speaker_dim: int = 0, seed: int = 0) -> TokenFlowModel:
+def make_model(ratio: float = S3_RATIO, meanflow: bool = False, speaker_dim: int = 0, seed: int = 0,
+               separate_encoders: bool = False) -> TokenFlowModel:
     torch.manual_seed(seed)
     cfg = TokenFlowConfig(vocab_size=32, latent_dim=8, width=32, layers=2, heads=2, encoder_layers=2, lookahead=2,
-                          tokens_per_frame=ratio, meanflow=meanflow, speaker_dim=speaker_dim)
+                          tokens_per_frame=ratio, meanflow=meanflow, speaker_dim=speaker_dim,
+                          separate_encoders=separate_encoders)
     model = TokenFlowModel(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -120,10 +122,11 @@ def test_incremental_encoder_equals_causal_encoder():
 
 
 # ----- streaming == offline with the chunked mask -------------------------------------------
-@pytest.mark.parametrize("chunk,cfg_scale,meanflow", [(1, 1.0, False), (2, 2.0, False), (3, 1.5, False),
-                                                      (2, 2.0, True)])
-def test_streaming_equals_offline_chunked(chunk, cfg_scale, meanflow):
-    model = make_model(meanflow=meanflow)
+@pytest.mark.parametrize("chunk,cfg_scale,meanflow,separate", [(1, 1.0, False, False), (2, 2.0, False, False),
+                                                               (3, 1.5, False, False), (2, 2.0, True, False),
+                                                               (2, 1.5, False, True)])
+def test_streaming_equals_offline_chunked(chunk, cfg_scale, meanflow, separate):
+    model = make_model(meanflow=meanflow, separate_encoders=separate)
     g = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, 32, (70,), generator=g).tolist()
     prompt, prompt_tokens = torch.randn(3, 8, generator=g), torch.randint(0, 32, (14,), generator=g)
@@ -134,7 +137,8 @@ def test_streaming_equals_offline_chunked(chunk, cfg_scale, meanflow):
     for groups in ([1], [3, 1, 7]):  # one token at a time, and uneven groups
         streamed, first = run_stream(model, tokens, groups, chunk_frames=chunk, **kwargs)
         err = rel(streamed, offline)
-        print(f"chunk {chunk} cfg {cfg_scale} meanflow {meanflow} groups {groups}: streaming vs offline "
+        print(f"chunk {chunk} cfg {cfg_scale} meanflow {meanflow} separate encoders {separate} groups {groups}: "
+              f"streaming vs offline "
               f"rel. error {err:.2e}, first chunk after {first} of {len(tokens)} tokens")
         assert err < 1e-5
         assert first is not None and first < len(tokens) // 2

@@ -1,6 +1,6 @@
 """Token-to-latent flow matching (stage 2 of the two-stage TTS): speech tokens -> DC-AE latents.
 
-    tokens (N,) --TokenEncoder (lookahead conv + transformer)--> (N, C)
+    tokens (N,) --TokenEncoder (lookahead conv + transformer; one per attention mode)--> (N, C)
             --LengthRegulator (span pooling at tokens_per_frame, any ratio)--> (T, C) on the frame grid
     [noisy frames x_s ; prompt frames ; prompt mask] -> Linear + frame features
             --DiT blocks (adaLN on flow time + attention mode [+ MeanFlow interval] [+ speaker])--> velocity (T, D)
@@ -16,10 +16,12 @@
 - Chunk-aware attention (:mod:`tts.chunk_attention`): per-sample full-context or block-causal masks
   ("unified" training), so one model serves offline synthesis (full context) and streaming
   (chunked; :class:`tts.token_flow_stream.TokenFlowStream` equals :meth:`TokenFlowModel.sample`
-  with the same ``chunk_frames``). A learned mode embedding (full / chunked) in the token encoder and in
-  the adaLN condition lets the shared weights behave differently in the two modes: without it, unified
-  training cost the full-context mode most of its use of future context (tests/test_token_flow_learning.py).
-  Starting noise is fixed per frame position (:mod:`tts.frame_noise`).
+  with the same ``chunk_frames``). Keeping the full-context mode as good as a full-context-only model
+  (measured on a synthetic task where frames depend on later tokens, docs/two_stage.md) takes three
+  things: a token encoder for each mode (``separate_encoders``: the bidirectional one carries most of
+  the future context), a learned mode embedding in the adaLN condition (and in the encoders' input),
+  and most samples in full context (``full_context_prob`` 0.7). Starting noise is fixed per frame
+  position (:mod:`tts.frame_noise`).
 - The shared objective options (:mod:`tts.flow_matching`): training-time schedule, immiscible
   noise, contrastive flow matching, MeanFlow; sampling grids uniform / sway / cosine.
 """
@@ -46,9 +48,10 @@ class TokenFlowConfig(fm.FlowObjectiveConfig, BackboneConfig):
     prompt_ratio_tolerance: float = 0.2  # a prompt may have up to this much more tokens per frame than the corpus
     encoder_layers: int = 3
     lookahead: int = 3  # tokens the encoder reads ahead
+    separate_encoders: bool = True  # a token encoder of its own for each mode (full / chunked)
     speaker_dim: int = 0  # size of an optional speaker embedding (0: none)
     chunk_sizes: list[int] = field(default_factory=lambda: [1, 2, 4])
-    full_context_prob: float = 0.5
+    full_context_prob: float = 0.7
     prompt_max: float = 0.5
     drop_prompt: float = 0.3
     drop_cond: float = 0.2
@@ -71,6 +74,8 @@ class TokenFlowModel(nn.Module):
         w = cfg.width
         self.encoder = TokenEncoder(cfg.vocab_size, w, cfg.encoder_layers, cfg.heads, cfg.ff_mult, cfg.dropout,
                                     cfg.lookahead)
+        self.chunk_encoder = (TokenEncoder(cfg.vocab_size, w, cfg.encoder_layers, cfg.heads, cfg.ff_mult, cfg.dropout,
+                                           cfg.lookahead) if cfg.separate_encoders else None)
         self.regulator = LengthRegulator(w, cfg.tokens_per_frame * (1 + cfg.prompt_ratio_tolerance))
         self.frame_in = nn.Linear(2 * cfg.latent_dim + 1, w)
         self.time = TimeEmbedding(w, scale=cfg.time_scale)
@@ -93,7 +98,19 @@ class TokenFlowModel(nn.Module):
     def frame_features(self, tokens: torch.Tensor, token_valid: torch.Tensor, causal: torch.Tensor,
                        spans: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N) with valid mask (B, N), causal encoder (B,) bool, frame spans (B, T, 2) -> (B, T, C)."""
-        return self.regulator(self.encoder(tokens, token_valid, causal), token_valid, spans)
+        if self.chunk_encoder is None or (not self.training and not bool(causal.any())):
+            h = self.encoder(tokens, token_valid, causal)
+        elif not self.training and bool(causal.all()):
+            h = self.chunk_encoder(tokens, token_valid, causal)
+        else:  # training: both run, so every parameter takes part in each step (DDP)
+            h = torch.where(causal[:, None, None], self.chunk_encoder(tokens, token_valid, causal),
+                            self.encoder(tokens, token_valid, causal))
+        return self.regulator(h, token_valid, spans)
+
+    @property
+    def streaming_encoder(self) -> TokenEncoder:
+        """The token encoder of chunked mode (causal)."""
+        return self.chunk_encoder if self.chunk_encoder is not None else self.encoder
 
     def velocity(self, x: torch.Tensor, s: torch.Tensor, features: torch.Tensor, prompt: torch.Tensor,
                  prompt_mask: torch.Tensor, attn_mask: torch.Tensor | None, chunked: torch.Tensor, start: int = 0,
@@ -103,8 +120,8 @@ class TokenFlowModel(nn.Module):
 
         x (B, T, D) noisy frames at times s (B,); features (B, T, C) from :meth:`frame_features`;
         prompt (B, T, D) known where prompt_mask (B, T); attn_mask (B, 1, T, T) or None (all keys);
-        chunked (B,) bool: the attention mode (block-causal or full); speaker (B, speaker_dim); ``caches`` (one per block): keys/values of earlier frames, extended
-        with these frames' -> (B, T, D).
+        chunked (B,) bool: the attention mode (block-causal or full); speaker (B, speaker_dim);
+        ``caches`` (one per block): keys/values of earlier frames, extended with these frames' -> (B, T, D).
         """
         c = self.time(s) + self.mode(chunked.long())
         if self.interval is not None:

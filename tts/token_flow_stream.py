@@ -61,7 +61,7 @@ class TokenFlowStream:
         self.prompt_token_count = len(self.tokens)
         self.speaker = None if speaker is None else _guidance_rows(speaker.reshape(1, -1).to(device), self.rows)
         self.features = torch.zeros(1, 0, self.cfg.width, device=device)  # encoder output of tokens so far
-        self.encoder_cache = model.encoder.new_cache()
+        self.encoder_cache = model.streaming_encoder.new_cache()
         self.step_caches = [[LayerCache() for _ in model.blocks] for _ in range(steps)]
         self.done = 0  # frames of [prompt ; new] generated
         self.total: int | None = None  # known once the token stream ended
@@ -99,7 +99,7 @@ class TokenFlowStream:
         done = self.features.shape[1]
         if ready > done:
             ids = torch.tensor(self.tokens, dtype=torch.long, device=self.model.device)[None]
-            new = self.model.encoder.extend(ids, done, ready, self.encoder_cache)
+            new = self.model.streaming_encoder.extend(ids, done, ready, self.encoder_cache)
             self.features = torch.cat([self.features, new], dim=1)
 
     def _spans(self, start: int, stop: int) -> torch.Tensor:

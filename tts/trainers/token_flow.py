@@ -55,11 +55,12 @@ class TokenFlowTrainConfig(TTSRunConfig):
     ff_mult: float = 4.0  # feed-forward width / width
     dropout: float = 0.0  # dropout in attention and feed-forward
     lookahead: int = 3  # tokens the encoder reads ahead (streaming waits for them)
+    separate_encoders: bool = True  # a token encoder of its own for each attention mode (full / chunked)
     speaker_dim: int = 0  # speaker embedding size (0: none; else rows need speaker_path)
     prompt_ratio_tolerance: float = 0.2  # prompts may have up to this much more tokens per frame than the corpus
     # training
     chunk_sizes: list[int] = field(default_factory=lambda: [1, 2, 4])  # chunk sizes (latent frames) of chunked samples
-    full_context_prob: float = 0.5  # fraction of samples trained with full context (the rest chunked)
+    full_context_prob: float = 0.7  # fraction of samples trained with full context (the rest chunked)
     prompt_max: float = 0.5  # the prompt is a prefix of up to this fraction of the utterance
     drop_prompt: float = 0.3  # no prompt with this probability
     drop_cond: float = 0.2  # tokens, prompt and speaker hidden with this probability (classifier-free guidance)
