@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from tts.run import load_run
 from tts.synthesize import synthesize_tokens

@@ -50,14 +50,10 @@ def frame_spans(start: int, stop: int, tokens_per_frame: float, prompt_frames: i
     return torch.stack([j * tokens_per_frame, (j + 1) * tokens_per_frame], dim=-1)
 
 
-def batch_spans(num_frames: int, tokens_per_frame: float, prompt_frames: torch.Tensor | None = None,
-                prompt_tokens: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`frame_spans` of frames [0, num_frames) for each sample: (B, num_frames, 2) float64
-    (B from ``prompt_frames`` (B,) / ``prompt_tokens`` (B,); one sample without a prompt when both are None)."""
-    if prompt_frames is None:
-        return frame_spans(0, num_frames, tokens_per_frame)[None]
-    return torch.stack([frame_spans(0, num_frames, tokens_per_frame, int(p), int(n))
-                        for p, n in zip(prompt_frames.tolist(), prompt_tokens.tolist())])
+def batch_spans(num_frames: int, tokens_per_frame: float) -> torch.Tensor:
+    """:func:`frame_spans` of frames [0, num_frames) of one utterance as a batch of one: (1, num_frames, 2)
+    (training: prompt and continuation come from the same utterance, so one ratio covers both)."""
+    return frame_spans(0, num_frames, tokens_per_frame)[None]
 
 
 def slot_count(max_tokens_per_frame: float) -> int:

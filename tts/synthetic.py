@@ -42,6 +42,18 @@ from .length_regulator import frame_spans, frames_for_tokens, slot_count, span_s
 SAMPLE_RATE, HOP, COMPRESSION = 22050, 256, 16
 
 
+def write_latent_row(folder: Path, index: int, latent: torch.Tensor,
+                     frame_rate: float = SAMPLE_RATE / HOP / COMPRESSION) -> dict:
+    """Save ``latent`` (frames, D) as ``folder/latents/utt{index}.safetensors`` (model "synthetic"); its manifest row."""
+    frames = latent.shape[0]
+    samples = round(frames * SAMPLE_RATE / frame_rate)
+    name = f"utt{index:05d}"
+    save_latent(folder / "latents" / f"{name}.safetensors", latent.T, LatentMeta(SAMPLE_RATE, HOP, frame_rate, samples,
+                                                                                  "synthetic"))
+    return {"id": name, "audio_path": "", "latent_path": f"latents/{name}.safetensors", "num_frames": frames,
+            "duration": samples / SAMPLE_RATE}
+
+
 class SyntheticCorpus:
     def __init__(self, alphabet: str = "abcdefgh", frames_per_char: int = 3, dim: int = 80, noise: float = 0.1,
                  seed: int = 0):
@@ -76,12 +88,7 @@ class SyntheticCorpus:
         for i, text in enumerate(texts):
             latent = self.truth(text)
             latent = latent + self.noise * torch.randn(latent.shape, generator=g)
-            frames = latent.shape[0]
-            samples = frames * HOP * COMPRESSION
-            meta = LatentMeta(SAMPLE_RATE, HOP, SAMPLE_RATE / HOP / COMPRESSION, samples, "synthetic")
-            save_latent(folder / "latents" / f"utt{i:05d}.safetensors", latent.T, meta)
-            rows.append({"id": f"utt{i:05d}", "audio_path": "", "latent_path": f"latents/utt{i:05d}.safetensors",
-                         "num_frames": frames, "duration": samples / SAMPLE_RATE, "text": text})
+            rows.append({**write_latent_row(folder, i, latent), "text": text})
         manifest = folder / "manifest.jsonl"
         write_manifest(manifest, rows)
         return manifest
@@ -147,15 +154,10 @@ class SyntheticTokenCorpus:
         for i, seq in enumerate(sequences):
             latent = self.truth(seq)
             latent = latent + self.noise * torch.randn(latent.shape, generator=g)
-            frames = latent.shape[0]
-            samples = frames * HOP * COMPRESSION
-            meta = LatentMeta(SAMPLE_RATE, HOP, self.frame_rate, samples, "synthetic")
-            save_latent(folder / "latents" / f"utt{i:05d}.safetensors", latent.T, meta)
-            save_tokens(folder / "tokens" / f"utt{i:05d}.safetensors", seq, self.token_rate,
+            row = write_latent_row(folder, i, latent, self.frame_rate)
+            save_tokens(folder / "tokens" / f"{row['id']}.safetensors", seq, self.token_rate,
                         extra={"tokenizer": "synthetic", "codebook_size": self.vocab})
-            rows.append({"id": f"utt{i:05d}", "audio_path": "", "latent_path": f"latents/utt{i:05d}.safetensors",
-                         "num_frames": frames, "duration": samples / SAMPLE_RATE,
-                         "token_path": f"tokens/utt{i:05d}.safetensors", "num_tokens": len(seq),
+            rows.append({**row, "token_path": f"tokens/{row['id']}.safetensors", "num_tokens": len(seq),
                          "token_rate": self.token_rate})
         manifest = folder / "manifest.jsonl"
         write_manifest(manifest, rows)

@@ -23,15 +23,14 @@ from safetensors import safe_open
 from torch.utils.data import Dataset
 
 from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, TokenFileError, load_tokens, pad_sequences
-from dcae.training import ConfigError, Trainer, TrainingRun
-from dcae.training.schedule import cosine_schedule_with_warmup
-from dcae.utils.atomic import atomic_write_json
+from dcae.training import ConfigError, TrainingRun
 
 from ..config import TTSRunConfig
 from ..flow_matching import check_time_schedule
 from ..length_regulator import frames_for_tokens
-from ..run import build_model, save_run_files
+from ..run import save_run_files
 from ..token_flow_model import TokenFlowConfig
+from .model_trainer import ModelTrainer
 
 KIND = "token-flow"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
@@ -186,7 +185,7 @@ def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
         f"{tokens['token_rate']:g}/s = {ratio:.3f} tokens per latent frame")
 
 
-class TokenFlowTrainer(Trainer):
+class TokenFlowTrainer(ModelTrainer):
     """Flow matching from speech tokens to normalised latents, full-context and chunked ("unified")."""
 
     config_class = TokenFlowTrainConfig
@@ -227,21 +226,7 @@ class TokenFlowTrainer(Trainer):
             prepare_run(cfg, run.log)
         run.barrier()
         info = json.loads((out / "latent.json").read_text())
-        self.spec = {"kind": KIND, "config": model_config(cfg, info["codebook_size"], info["latent_dim"],
-                                                          info["tokens_per_frame"])}
-        self.model = build_model(KIND, self.spec["config"]).to(run.device)
-        run.log(f"{KIND} model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters; "
-                f"{run.world_size} process(es) on {run.device}, {run.precision}")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-        self.scheduler = cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_ratio=0.1)
-        run.register_module("model", self.model)
-        run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
-        self.step_model = run.compile(run.distributed(self.model))
-
-    def started(self, run: TrainingRun) -> None:
-        if run.is_main:
-            atomic_write_json(Path(self.cfg.output_dir) / "model.json", self.spec)
+        self.setup(run, KIND, model_config(cfg, info["codebook_size"], info["latent_dim"], info["tokens_per_frame"]))
 
     def dataset(self, run: TrainingRun) -> Dataset:
         latents = LatentManifestDataset(self.cfg.manifest, stats_path=Path(self.cfg.output_dir) / "stats.json",
@@ -250,11 +235,3 @@ class TokenFlowTrainer(Trainer):
 
     def collate(self, items):
         return collate_token_latents(items)
-
-    def train_step(self, batch: dict[str, torch.Tensor], run: TrainingRun) -> dict[str, torch.Tensor | float]:
-        self.model.train()
-        with run.autocast():
-            losses = self.step_model(**batch)
-        update = run.update("optimizer", losses["loss"])
-        return {**{f"train/{k}": v.detach() for k, v in losses.items()}, "train/lr": self.scheduler.get_last_lr()[0],
-                "train/grad_norm": update.grad_norm}
