@@ -42,6 +42,19 @@ from .length_regulator import frame_spans, frames_for_tokens, slot_count, span_s
 SAMPLE_RATE, HOP, COMPRESSION = 22050, 256, 16
 
 
+def random_strings(alphabet: str, count: int, seed: int, min_len: int, max_len: int,
+                   exclude: set[str] | None = None) -> list[str]:
+    """``count`` distinct random strings over ``alphabet`` of min_len..max_len characters, none in ``exclude``."""
+    rng = random.Random(seed)
+    exclude = exclude or set()
+    texts: list[str] = []
+    while len(texts) < count:
+        t = "".join(rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len)))
+        if t not in exclude and t not in texts:
+            texts.append(t)
+    return texts
+
+
 def write_latent_row(folder: Path, index: int, latent: torch.Tensor,
                      frame_rate: float = SAMPLE_RATE / HOP / COMPRESSION) -> dict:
     """Save ``latent`` (frames, D) as ``folder/latents/utt{index}.safetensors`` (model "synthetic"); its manifest row."""
@@ -71,14 +84,7 @@ class SyntheticCorpus:
     def random_texts(self, count: int, seed: int, min_len: int = 3, max_len: int = 10,
                      exclude: set[str] | None = None) -> list[str]:
         """``count`` distinct random strings over the alphabet, none of them in ``exclude``."""
-        rng = random.Random(seed)
-        exclude = exclude or set()
-        texts: list[str] = []
-        while len(texts) < count:
-            t = "".join(rng.choice(self.alphabet) for _ in range(rng.randint(min_len, max_len)))
-            if t not in exclude and t not in texts:
-                texts.append(t)
-        return texts
+        return random_strings(self.alphabet, count, seed, min_len, max_len, exclude)
 
     def write(self, folder: str | Path, texts: list[str], seed: int = 0) -> Path:
         """Latent files and ``manifest.jsonl`` (no stats.json) for ``texts``; returns the manifest path."""
@@ -183,14 +189,7 @@ class SyntheticTextTokenCorpus:
     def random_texts(self, count: int, seed: int, min_len: int = 4, max_len: int = 12,
                      exclude: set[str] | None = None) -> list[str]:
         """``count`` distinct random strings over the alphabet, none of them in ``exclude``."""
-        rng = random.Random(seed)
-        exclude = exclude or set()
-        texts: list[str] = []
-        while len(texts) < count:
-            t = "".join(rng.choice(self.alphabet) for _ in range(rng.randint(min_len, max_len)))
-            if t not in exclude and t not in texts:
-                texts.append(t)
-        return texts
+        return random_strings(self.alphabet, count, seed, min_len, max_len, exclude)
 
     def write(self, folder: str | Path, texts: list[str], seed: int = 0) -> Path:
         """Token files, latents and ``manifest.jsonl`` (rows with ``text`` too); returns the manifest path."""
