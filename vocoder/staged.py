@@ -4,12 +4,13 @@ Why: one fp32 BigVGAN-v2 pass on CPU costs ~12 ms per mel frame up to ~650 frame
 760, 23 ms at 864 and 65 ms at 1200 (2 cores). Its activations take 48 KiB per mel frame, and glibc
 serves every allocation above its largest mmap threshold (32 MiB, reached at ~680 frames) with
 fresh pages that are faulted in on every call (800 frames: 7.7 M page faults, 13 s of system time;
-600 frames: 0.9 M, 1 s). Windows keep each tensor under that limit. Running them per stage keeps
-their context small: a stage needs only its own receptive field
-(:func:`vocoder.receptive_field.stage_fields`: 26 mel frames for the first stage, 6 to 0.4 for the
-later, costlier ones) instead of the whole network's 38, so the windows add ~2 % of compute
-instead of the 18 % of whole-network windows of 432 frames. The result equals one pass to float
-rounding (tested).
+600 frames: 0.9 M, 1 s). Windows keep the tensors small: TENSOR_LIMIT bytes for a stage's largest
+output, a quarter of the threshold since padded copies and temporaries are larger (864 frames:
+32 MiB 1.8-3.4 M faults, 16 MiB 0.01-2 M, 8 MiB < 0.05 M and the fastest, on AVX512 and AVX2).
+Running the windows per stage keeps their context small: a stage needs only its own receptive
+field (:func:`vocoder.receptive_field.stage_fields`: 26 mel frames for the first stage, 6 to 0.4
+for the later ones) instead of the whole network's 38 on each side of every window. The result
+equals one pass to float rounding (tested).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dcae.receptive_field import ReceptiveField, chunk_windows
 
 from .receptive_field import stage_fields
 
-TENSOR_LIMIT = 32 * 2**20  # bytes: glibc's largest mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+TENSOR_LIMIT = 8 * 2**20  # bytes (see above)
 
 
 def run_stage(generator: BigVGAN, i: int, x: torch.Tensor) -> torch.Tensor:
