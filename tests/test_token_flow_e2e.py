@@ -24,6 +24,8 @@ from .conftest import TINY_CONFIG
 
 SAMPLES_PER_FRAME = 256 * 16
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: small models, shared CPU
+
 
 @pytest.fixture(scope="module")
 def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
@@ -59,13 +61,8 @@ def test_speech_to_tokens_to_streaming_audio(corpus, tiny_generator, small_vocod
     from dcae.latents import load_tokens
     from inference import DCAEInferenceWrapper
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert train_main(["--model", "token-flow", "--manifest", str(corpus), "--output-dir", str(tmp_path / "run"),
-                           "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20"]) == 0
-    finally:
-        torch.set_num_threads(before)
+    assert train_main(["--model", "token-flow", "--manifest", str(corpus), "--output-dir", str(tmp_path / "run"),
+                       "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20"]) == 0
     run = load_run(tmp_path / "run")
     assert run.token_rate == pytest.approx(22050 / 256 / 4) and run.model.cfg.tokens_per_frame == pytest.approx(4.0)
 
