@@ -218,7 +218,7 @@ class DCAEInferenceWrapper(nn.Module):
         receptive field (``vocoder_field.right`` mel frames) is there. ``lookahead`` is 0 ..
         ``max_lookahead``; the default, ``max_lookahead``, is exact: the concatenated output
         equals :meth:`decode` of the whole latent. Less lookahead starts audio sooner and is an
-        approximation (the decoder sees zeros where later frames would be; benchmarks/stream_latency.py
+        approximation (the decoder sees zeros where later frames would be; benchmarks/decode_stream_latency.py
         measures its error). A decoder with a global field (attention) is exact only whole: with
         the default it decodes when the stream ends; a bounded ``lookahead`` is refused.
         """

@@ -18,7 +18,7 @@ from the call:
 Weights are random (timing does not depend on them); the LM's length rule is pinned so that it
 writes exactly ``--seconds`` of 25 Hz tokens (S3Tokenizer's rate and 6561 codes). The DC-AE is the
 default config and BigVGAN has the real 22 kHz structure (``--vocoder-channels 1536``), as in
-``benchmarks/streaming_latency.py`` (whose token-flow builder this reuses). The torch CPU capability
+``benchmarks/token_flow_latency.py`` (whose token-flow builder this reuses). The torch CPU capability
 is printed with the table.
 
     python benchmarks/two_stage_latency.py                          # tiny + base
@@ -40,7 +40,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
-from benchmarks.streaming_latency import TOKEN_RATE, VOCAB, token_flow_run  # noqa: E402
+from benchmarks.token_flow_latency import TOKEN_RATE, VOCAB, token_flow_run  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
 from dcae.precision import cpu_capability  # noqa: E402
 from inference import DCAEInferenceWrapper  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "dcae/configs/default.json"), help="DC-AE config")
     parser.add_argument("--vocoder-channels", type=int, default=1536, help="BigVGAN upsample_initial_channel")
     parser.add_argument("--no-audio-rtf", action="store_true", help="time only the first audio chunk (the whole "
-                        "audio stream is dominated by the DC-AE decoder and BigVGAN: benchmarks/streaming_latency.py)")
+                        "audio stream is dominated by the DC-AE decoder and BigVGAN: benchmarks/token_flow_latency.py)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:

@@ -17,8 +17,8 @@ Weights are random (timing does not depend on them); the DC-AE is the default co
 the real 22 kHz structure (``--vocoder-channels 1536``), both saved in the official layouts and loaded
 as a user would. The torch CPU capability is printed with the table.
 
-    python benchmarks/streaming_latency.py                              # tiny + base, every lookahead
-    python benchmarks/streaming_latency.py --presets tiny --lookaheads 0,7,14 --seconds 6
+    python benchmarks/token_flow_latency.py                              # tiny + base, every lookahead
+    python benchmarks/token_flow_latency.py --presets tiny --lookaheads 0,7,14 --seconds 6
 """
 from __future__ import annotations
 

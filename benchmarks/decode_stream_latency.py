@@ -8,9 +8,9 @@ Frames are sent one at a time and are available at once: "first audio" is the co
 the first audio chunk, "waited" the latent frames that had to arrive before it (x 186 ms each in
 a real stream).
 
-    python benchmarks/stream_latency.py --config default --vocoder-channels 64      # error table, all lookaheads
-    python benchmarks/stream_latency.py --config tiny --vocoder-channels 64
-    python benchmarks/stream_latency.py --config default --lookaheads 0,7,14        # timings, real BigVGAN (1536)
+    python benchmarks/decode_stream_latency.py --config default --vocoder-channels 64      # error table, all lookaheads
+    python benchmarks/decode_stream_latency.py --config tiny --vocoder-channels 64
+    python benchmarks/decode_stream_latency.py --config default --lookaheads 0,7,14        # timings, real BigVGAN (1536)
 """
 from __future__ import annotations
 
