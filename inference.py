@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from dcae import load_dcae
 from dcae.cli_options import model_options
-from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_models
+from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_mel_config_dir, resolve_models
 from dcae.receptive_field import ReceptiveField, chunk_windows, dcae_receptive_fields
 from vocoder.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
 from vocoder.bigvgan_loader import load_vocoder
@@ -73,7 +73,8 @@ class DCAEInferenceWrapper(nn.Module):
     ``ae_model_path`` / ``ae_config_path`` / ``vocoder_model_path`` default to the published
     weights (``dcae.hub``). ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU only).
     ``with_vocoder=False`` skips BigVGAN's weights (enough for :meth:`encode`: only its mel
-    config is read, from ``vocoder_model_path`` when it is a folder, else the packaged one).
+    config is read: from ``vocoder_model_path`` when it is a folder, its ``config.json`` or a hub id
+    (only ``config.json`` is fetched, through the Hugging Face cache), else the packaged one).
     ``vocoder_window``: mel frames per BigVGAN call (default ``VOCODER_WINDOW``).
 
     Receptive fields, computed from the loaded models (``.left`` / ``.right`` frames of context,
@@ -99,8 +100,8 @@ class DCAEInferenceWrapper(nn.Module):
         else:
             self.vocoder_model = None
             self.vocoder_field = None
-            local = vocoder_model_path is not None and Path(vocoder_model_path).is_dir()
-            self.transform = MelSpectrogram(load_bigvgan_config(vocoder_model_path if local else None)).to(device)
+            mel_config_dir = resolve_mel_config_dir(vocoder_model_path)
+            self.transform = MelSpectrogram(load_bigvgan_config(mel_config_dir)).to(device)
         self.precision = precision
         self.vocoder_window = vocoder_window or VOCODER_WINDOW
         self.sample_rate = self.transform.sample_rate

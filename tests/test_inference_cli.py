@@ -210,6 +210,34 @@ def test_encode_uses_the_vocoder_config_it_is_given(tiny_generator, small_vocode
     assert result.exit_code == 0, result.output
 
 
+def test_wrapper_without_vocoder_reads_the_mel_config_it_is_given(tiny_generator, small_vocoder, tmp_path,
+                                                                  offline_empty_cache):
+    from huggingface_hub import constants
+
+    from inference import DCAEInferenceWrapper
+
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((small_vocoder / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(dict(config, fmax=4000, n_fft=2048, win_size=2048)))
+    # a hub id: its config.json comes from the Hugging Face cache (offline here), as for the full vocoder
+    cached = Path(constants.HF_HUB_CACHE) / "models--someone--bigvgan" / "snapshots" / ("0" * 40)
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text((other / "config.json").read_text())
+    (cached.parents[1] / "refs").mkdir()
+    (cached.parents[1] / "refs" / "main").write_text("0" * 40)
+
+    def transform(vocoder):
+        return DCAEInferenceWrapper(tiny_generator, TINY, vocoder, device="cpu", with_vocoder=False).transform
+
+    packaged = transform(None)
+    for given in (other, other / "config.json", "someone/bigvgan"):
+        t = transform(given)
+        assert t.n_fft == 2048 and t.win_length == 2048 != packaged.n_fft, given
+    with pytest.raises(Exception, match="not found"):
+        transform(tmp_path / "nope" / "config.json")
+
+
 def test_file_path_and_tensor_path_give_the_same_latent(tiny_generator, tmp_path):
     from inference import DCAEInferenceWrapper
     from vocoder.audio import load_audio
