@@ -13,7 +13,7 @@ from dcae.cli_options import model_options
 from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
-from .synthesize import SynthesisError, stream_frames, synthesize, target_frames
+from .synthesize import SynthesisError, stream_frames, synthesize
 from .lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_outputs
 from .token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
 
@@ -144,11 +144,6 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
         try:
             prompt, _ = load_latent(prompt_latent)
         except LatentFileError as e:
-            _fail(str(e))
-    if run.kind == "flow" and max_frames is not None and frames is None:  # cap the duration rule
-        try:
-            frames = min(max_frames, target_frames(run, text, prompt, prompt_text))
-        except SynthesisError as e:
             _fail(str(e))
     args = dict(prompt=prompt, prompt_text=prompt_text, frames=frames, seed=seed, steps=steps,
                 temperature=temperature, cfg_scale=cfg_scale, max_frames=max_frames)

@@ -16,6 +16,7 @@ Streaming token-flow synthesis (tokens in chunks -> latent / audio chunks) is :m
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -89,12 +90,14 @@ def target_frames(run: TTSRun, text: str, prompt: torch.Tensor | None = None, pr
 def synthesize(run: TTSRun, text: str, prompt: torch.Tensor | None = None, prompt_text: str | None = None,
                frames: int | None = None, seed: int | None = 0, steps: int | None = None, temperature: float = 1.0,
                cfg_scale: float | None = None, max_frames: int | None = None) -> torch.Tensor:
-    """New latent frames for ``text``: (D, frames) in the AE's latent space (ready for its decoder)."""
+    """New latent frames for ``text``: (D, frames) in the AE's latent space (ready for its decoder).
+    ``frames`` fixes the length; else ``max_frames`` caps it (AR: where it stops at the latest;
+    flow: the duration rule of :func:`target_frames`)."""
     if run.kind == "ar":
         out = list(stream_frames(run, text, prompt, prompt_text, frames, seed, steps, temperature, cfg_scale, max_frames))
         return torch.stack(out, dim=1) if out else torch.zeros(run.stats.dim, 0)
     prompt_ids, target, prompt_n = _prepare(run, text, prompt, prompt_text)
-    n = frames or target_frames(run, text, prompt, prompt_text)
+    n = frames or min(target_frames(run, text, prompt, prompt_text), max_frames or sys.maxsize)
     device = next(run.model.parameters()).device
     latent = run.model.sample(prompt_ids + target, n, prompt_n, steps=steps or DEFAULT_STEPS["flow"],
                               temperature=temperature, cfg_scale=DEFAULT_CFG["flow"] if cfg_scale is None else cfg_scale,
