@@ -13,6 +13,7 @@ import torch
 
 
 def machine() -> str:
+    """One line naming the CPU, torch's CPU capability (AVX2 / AVX512 / AMX...), threads, load and GPU."""
     cpu = platform.processor() or "cpu"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -22,7 +23,9 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
+    capability = torch.backends.cpu.get_cpu_capability()  # follows ATEN_CPU_CAPABILITY
+    return (f"{cpu}, {os.cpu_count()} cores, torch CPU capability {capability}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}{gpu}")
 
 
 def timeit(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:

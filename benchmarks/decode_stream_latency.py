@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.pipeline_speed import speech  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
-from dcae.precision import cpu_capability  # noqa: E402
 from inference import DCAEInferenceWrapper  # noqa: E402
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
 from vocoder.mel import load_bigvgan_config  # noqa: E402
@@ -79,7 +78,7 @@ def main() -> None:
     kwargs = {} if args.chunk_frames is None else {"chunk_frames": args.chunk_frames}
     lookaheads = ([int(x) for x in args.lookaheads.split(",")] if args.lookaheads
                   else list(range(w.max_lookahead + 1)))
-    print(f"{machine()}; torch CPU capability {cpu_capability()}; precision {args.precision}")
+    print(f"{machine()}; precision {args.precision}")
     print(f"DC-AE {Path(config).name} (decoder field {w.decoder_field} latent frames), BigVGAN-v2 22 kHz structure "
           f"with {args.vocoder_channels} channels (field {w.vocoder_field} mel frames), random weights; "
           f"{duration:.1f} s of real speech = {latent.shape[-1]} latent frames; emission chunk "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import machine  # noqa: E402
 from evaluation.pairing import pair_folders  # noqa: E402
 from evaluation.runner import score_pairs  # noqa: E402
 from evaluation.scoring import METRIC_NAMES  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> None:
             failed = [r for r in rows if r["error"]]
             if failed:
                 sys.exit(f"scoring failed: {failed[0]['file']}: {failed[0]['error']}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    print(f"machine: {machine()}; "
           f"{len(pairs)} files, {seconds:.1f} s of 16 kHz audio")
     print(f"baseline (sequential pesq wb+nb, stoi, estoi): {len(pairs) / base_time:6.2f} files/s "
           f"({seconds / base_time:6.1f} audio s/s)")

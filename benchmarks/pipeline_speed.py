@@ -29,7 +29,7 @@ from tests.test_inference_pipeline import reference_models, reference_pipeline  
 
 from benchmarks.common import machine  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
-from dcae.precision import cpu_capability, resolve_precision  # noqa: E402
+from dcae.precision import resolve_precision  # noqa: E402
 from dcae.receptive_field import chunk_windows  # noqa: E402
 from inference import DCAEInferenceWrapper  # noqa: E402
 from vocoder.audio import load_audio  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
             vocoder_times = {name: seconds for name, (seconds, _) in interleaved(
                 vocoder_schemes(w.vocoder_model.generator, mel), args.repeats).items()}
     w = wrappers["fp32"]
-    print(f"{machine()}; torch CPU capability {cpu_capability()}")
+    print(f"machine: {machine()}")
     print(f"{duration:.1f} s of speech, best of {args.repeats} interleaved; receptive fields: DC-AE encoder "
           f"{w.encoder_field}, decoder {w.decoder_field} latent frames, BigVGAN {w.vocoder_field} mel frames")
     ref_s, ref = results["reference fp32"]

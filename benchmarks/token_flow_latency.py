@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -37,7 +36,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
 from dcae.latents import LatentStats  # noqa: E402
-from dcae.precision import cpu_capability  # noqa: E402
 from inference import DCAEInferenceWrapper  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
 from tts.streaming import stream_audio, stream_latents  # noqa: E402
@@ -119,7 +117,7 @@ def main() -> None:
     rtf_lookaheads = ([int(x) for x in args.rtf_lookaheads.split(",")] if args.rtf_lookaheads
                       else [0, wrapper.max_lookahead])
     options = dict(chunk_frames=args.chunk_frames, steps=args.steps, cfg_scale=args.cfg_scale, seed=0)
-    print(f"{machine()}; torch CPU capability {cpu_capability()}; fp32; load average {os.getloadavg()[0]:.1f}")
+    print(f"{machine()}; fp32")
     print(f"{n_tokens} tokens at {TOKEN_RATE:g}/s ({args.seconds:g} s), token-flow chunks of {args.chunk_frames} "
           f"latent frames ({args.chunk_frames / wrapper.frame_rate * 1000:.0f} ms), {args.steps} flow steps, "
           f"CFG {args.cfg_scale}; DC-AE {Path(args.config).name} (decoder field {wrapper.decoder_field.left}+"

@@ -10,13 +10,17 @@ Printed: frames per second and real-time factor (seconds of speech per second of
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from tts.ar_model import ARConfig, ARTTS
-from tts.config import TTSTrainConfig, load_presets
-from tts.flow_model import FlowConfig, FlowTTS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine  # noqa: E402
+from tts.ar_model import ARConfig, ARTTS  # noqa: E402
+from tts.config import TTSTrainConfig, load_presets  # noqa: E402
+from tts.flow_model import FlowConfig, FlowTTS  # noqa: E402
 
 FRAME_RATE = 22050 / 256 / 16
 LATENT_DIM = 80
@@ -93,8 +97,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}")
+    print(f"machine: {machine()}; device {device}")
     for preset in args.preset:
         cfg = preset_config(preset)
         n_ar = sum(p.numel() for p in build("ar", cfg, device).parameters()) / 1e6

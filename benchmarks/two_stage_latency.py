@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -42,7 +41,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.token_flow_latency import TOKEN_RATE, VOCAB, token_flow_run  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
-from dcae.precision import cpu_capability  # noqa: E402
 from inference import DCAEInferenceWrapper  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
 from tts.text import TextFrontend  # noqa: E402
@@ -114,7 +112,7 @@ def main() -> None:
     ids = len(frontend.encode(text))
     tokens_per_id = args.seconds * TOKEN_RATE / ids
     flow_options = dict(chunk_frames=args.chunk_frames, steps=args.steps, cfg_scale=args.cfg_scale)
-    print(f"{machine()}; torch CPU capability {cpu_capability()}; fp32; load average {os.getloadavg()[0]:.1f}")
+    print(f"{machine()}; fp32")
     print(f"text of {len(text)} characters ({ids} ids) -> {math.ceil(tokens_per_id * ids)} tokens at {TOKEN_RATE:g}/s "
           f"({args.seconds:g} s; codebook {VOCAB}; top-k 25, top-p 0.8, RAS); token-flow chunks of {args.chunk_frames} "
           f"latent frames, {args.steps} flow steps, CFG {args.cfg_scale}; DC-AE {Path(args.config).name} (decoder "
