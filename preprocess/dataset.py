@@ -28,30 +28,43 @@ MAX_CONSECUTIVE_FAILURES = 32
 
 @dataclass
 class Segment:
-    """One training example: ``audio`` (segment_samples,) and the files skipped to get it."""
+    """One training example: ``audio`` (segment_samples,), the files skipped to get it, and
+    ``valid_samples``: how many samples came from the file (the rest is zero padding)."""
 
     audio: torch.Tensor
     skipped: list[str]
+    valid_samples: int
 
 
 @dataclass
 class SegmentBatch:
-    """``audio`` (B, segment_samples) float32; ``skipped`` lists ``"path: reason"`` of bad files met."""
+    """``audio`` (B, segment_samples) float32; ``skipped`` lists ``"path: reason"`` of bad files met;
+    ``valid_samples`` (B,) int64: samples of each row that came from its file (the rest is zero padding)."""
 
     audio: torch.Tensor
     skipped: list[str]
+    valid_samples: torch.Tensor
 
     def pin_memory(self) -> "SegmentBatch":
-        return SegmentBatch(self.audio.pin_memory(), self.skipped)
+        return SegmentBatch(self.audio.pin_memory(), self.skipped, self.valid_samples.pin_memory())
 
     def to_device(self, device: torch.device) -> "SegmentBatch":
-        return SegmentBatch(self.audio.to(device, non_blocking=True), self.skipped)
+        return SegmentBatch(self.audio.to(device, non_blocking=True), self.skipped,
+                            self.valid_samples.to(device, non_blocking=True))
 
 
 def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
                  min_seconds: float = 0.0, duration: float | None = None,
                  rng: random.Random | None = None) -> torch.Tensor:
-    """A random ``(segment_samples,)`` window of ``path`` at ``sample_rate``; short files are zero-padded.
+    """A random ``(segment_samples,)`` window of ``path`` at ``sample_rate``; short files are zero-padded."""
+    audio = read_window(path, segment_samples, sample_rate, min_seconds, duration, rng)
+    return F.pad(audio, (0, segment_samples - audio.numel()))
+
+
+def read_window(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
+                min_seconds: float = 0.0, duration: float | None = None,
+                rng: random.Random | None = None) -> torch.Tensor:
+    """A random window of ``path`` at ``sample_rate``: (segment_samples,), or the whole file when shorter.
 
     ``duration`` (seconds) saves reading the header when the caller already knows it; ``rng`` picks
     the window (default: the global ``random``).
@@ -75,7 +88,7 @@ def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMP
             audio = audio[start:start + segment_samples]
     if not bool(torch.isfinite(audio).all()):
         raise AudioError(path, "audio contains NaN or Inf values")
-    return F.pad(audio[:segment_samples], (0, max(0, segment_samples - audio.numel())))
+    return audio[:segment_samples]
 
 
 class SegmentDataset(Dataset):
@@ -110,9 +123,9 @@ class SegmentDataset(Dataset):
                 path = self.paths[index]
                 if index not in self._durations:
                     self._durations[index] = audio_info(path).duration
-                audio = read_segment(path, self.segment_samples, self.sample_rate, self.min_seconds,
-                                     self._durations[index], rng)
-                return Segment(audio, skipped)
+                audio = read_window(path, self.segment_samples, self.sample_rate, self.min_seconds,
+                                    self._durations[index], rng)
+                return Segment(F.pad(audio, (0, self.segment_samples - audio.numel())), skipped, audio.numel())
             except AudioError as e:
                 skipped.append(str(e))
                 index = rng.randrange(len(self.paths))
@@ -121,7 +134,8 @@ class SegmentDataset(Dataset):
 
 
 def collate_segments(items: list[Segment]) -> SegmentBatch:
-    return SegmentBatch(torch.stack([it.audio for it in items]), [s for it in items for s in it.skipped])
+    return SegmentBatch(torch.stack([it.audio for it in items]), [s for it in items for s in it.skipped],
+                        torch.tensor([it.valid_samples for it in items], dtype=torch.int64))
 
 
 def read_clip(path: str | Path, max_samples: int, multiple_of: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

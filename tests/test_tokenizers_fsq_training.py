@@ -146,10 +146,30 @@ def test_bad_options_are_one_line(flags, message, small_filelist, tmp_path, caps
 
 
 def test_padding_of_short_files_is_masked():
-    audio = torch.zeros(3, 1000)
-    audio[0, :300] = 0.1          # a short file, zero-padded by the dataset: ceil(300 / 256) = 2 frames
-    audio[1] = 0.1                # fills the window
-    assert valid_frames(audio, 256).tolist() == [2, 4, 1]  # all-zero row: one frame, never zero
+    # a short file (300 samples) zero-padded by the dataset: ceil(300 / 256) = 2 frames; a full window;
+    # nothing read: one frame, never zero
+    assert valid_frames(torch.tensor([300, 1000, 0]), 256).tolist() == [2, 4, 1]
+
+
+def test_silent_tail_of_a_short_file_is_audio_not_padding(tmp_path, monkeypatch):
+    """Only the dataset's zero padding is masked: a file's own digital silence (exact zeros) is trained on."""
+    import soundfile as sf
+
+    audio = torch.zeros(4096)  # 16 mel frames, shorter than the 32-frame window
+    audio[:1000] = 0.3 * torch.sin(torch.arange(1000) / 5)  # then 3096 samples of exact silence
+    sf.write(tmp_path / "short.wav", audio.numpy(), 22050, subtype="FLOAT")
+    seen = []
+    original = FSQTokenizer.forward
+
+    def recording(self, mel, lengths=None):
+        seen.append(lengths.tolist())
+        return original(self, mel, lengths)
+
+    monkeypatch.setattr(FSQTokenizer, "forward", recording)
+    filelist = write_filelist(tmp_path / "train.txt", [tmp_path / "short.wav"])
+    assert train(filelist, tmp_path / "run", "--max-steps", "1", "--batch-size", "1", "--segment-frames", "32",
+                 "--save-interval", "1") == 0
+    assert seen == [[16]]
 
 
 # --------------------------------------------------------------------------- slow: does it learn?

@@ -7,7 +7,8 @@ Each step: random ``segment_frames``-long waveform windows of the filelist's fil
 (:class:`preprocess.dataset.SegmentDataset`, per-item seeds, so a resumed run draws the same
 windows) -> BigVGAN log-mel on the device (the tokenizer's own :class:`vocoder.mel.MelSpectrogram`)
 -> :class:`~tts.tokenizers.fsq.FSQTokenizer` reconstruction loss (L1 of the normalised mel).
-Files shorter than a window are zero-padded by the dataset; that padding is masked out of the loss.
+Files shorter than a window are zero-padded by the dataset; that padding (known from the batch's
+``valid_samples``, not guessed from trailing zeros) is masked out of the loss.
 
 Validation (every ``val_interval`` steps, on the main process) reconstructs whole held-out clips
 (``--val-filelist``) and logs the mel L1 against the trivial baseline (every frame predicted as the
@@ -82,13 +83,10 @@ class FSQTrainConfig(RunConfig):
         return FSQTokenizerConfig(**{name: getattr(self, name) for name in ARCHITECTURE_FIELDS}).check()
 
 
-def valid_frames(audio: torch.Tensor, hop_length: int) -> torch.Tensor:
-    """(B, samples) windows, zero-padded at the end when the file was short -> (B,) mel frames that
-    hold audio (up to the last non-zero sample; at least 1)."""
-    nonzero = audio != 0
-    last = audio.shape[-1] - torch.flip(nonzero, [-1]).int().argmax(-1)  # index of the last non-zero + 1
-    last = torch.where(nonzero.any(-1), last, torch.zeros_like(last))
-    return ((last + hop_length - 1) // hop_length).clamp(min=1)
+def valid_frames(valid_samples: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """(B,) samples of each window that came from its file (the dataset's ``valid_samples``; the rest
+    is zero padding) -> (B,) mel frames that hold them (at least 1)."""
+    return ((valid_samples + hop_length - 1) // hop_length).clamp(min=1)
 
 
 class HeldOut:
@@ -179,7 +177,7 @@ class FSQTokenizerTrainer(Trainer):
                 self.skipped_files.add(problem)
         with torch.no_grad():
             mel = self.model.mel(batch.audio)  # (B, n_mels, T)
-        lengths = valid_frames(batch.audio, self.hop_length).clamp(max=mel.shape[-1])
+        lengths = valid_frames(batch.valid_samples, self.hop_length).clamp(max=mel.shape[-1])
         self.model.train()
         with run.autocast():
             losses = self.step_model(mel, lengths)
