@@ -72,25 +72,39 @@ class TTSTrainConfig(TTSRunConfig):
     time_scale: float = 10.0  # flow time embedded as sinusoids of time_scale * s (MeanFlow is steadier lower)
     time_schedule: str = "uniform"  # training flow times: uniform | logit_normal (SD3) | cosine (AR head and flow model)
 
-def load_presets() -> dict[str, dict]:
-    """``tiny`` / ``base`` / ... from ``tts/presets/*.json``."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(PRESET_DIR.glob("*.json"))}
+def load_presets(folder: Path = PRESET_DIR) -> dict[str, dict]:
+    """``tiny`` / ``base`` / ... from ``folder/*.json`` (default ``tts/presets``: the ar / flow presets)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def check_transformer(cfg) -> None:
+    """``--width`` / ``--heads``: heads of even size (rotary embeddings rotate pairs)."""
+    if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
+        raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
+
+
+def check_flow_schedule(cfg) -> None:
+    """``--time-schedule``, as the flow-matching samplers read it."""
+    try:
+        check_time_schedule(cfg.time_schedule)
+    except ValueError as e:
+        raise ConfigError(f"--time-schedule: {e}") from None
+
+
+def check_manifest(cfg) -> None:
+    if not Path(cfg.manifest).is_file():
+        raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
 
 
 def check_config(cfg: TTSTrainConfig) -> None:
     """Raise ConfigError (one line) for values training cannot run with."""
     if cfg.model not in MODELS:
         raise ConfigError(f"--model: expected ar or flow, got {cfg.model!r}")
-    if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
-        raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
-    try:
-        check_time_schedule(cfg.time_schedule)
-    except ValueError as e:
-        raise ConfigError(f"--time-schedule: {e}") from None
+    check_transformer(cfg)
+    check_flow_schedule(cfg)
     if not 0 < cfg.infill_min <= cfg.infill_max <= 1:
         raise ConfigError("--infill-min/--infill-max: need 0 < min <= max <= 1")
     for name in ("layers", "flow_samples"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(cfg, name)}")
-    if not Path(cfg.manifest).is_file():
-        raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
+    check_manifest(cfg)

@@ -1,26 +1,56 @@
 """What the downstream trainers share: one model described by a run folder's ``model.json``, trained
 with AdamW and a warm-up + cosine schedule on a ``forward(**batch) -> {"loss", ...}`` objective.
 
-A subclass prepares its run files and calls :meth:`ModelTrainer.setup` from ``build``; the model's
-description (``{"kind", "config"}``) is written to ``model.json`` once the checkpoint (if any) has
-loaded, and every step logs the model's losses, the learning rate and the gradient norm.
+A subclass names its presets folder, writes its run files through :meth:`ModelTrainer.run_files`
+and calls :meth:`ModelTrainer.setup` from ``build``; the model's description (``{"kind", "config"}``)
+is written to ``model.json`` once the checkpoint (if any) has loaded, and every step logs the
+model's losses, the learning rate and the gradient norm.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from dcae.training import Trainer, TrainingRun
+from dcae.training import ConfigError, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
 from dcae.utils.atomic import atomic_write_json
 
+from ..config import load_presets
 from ..run import build_model
+
+
+def is_restart(out: Path, kind: str) -> bool:
+    """True when ``out`` already holds a ``kind`` run's files (a restart reuses them); ConfigError
+    when it holds another kind's."""
+    if not (out / "model.json").is_file():
+        return False
+    held = json.loads((out / "model.json").read_text())["kind"]
+    if held != kind:
+        raise ConfigError(f"{out}: holds a {held} run, not --model {kind}")
+    return True
 
 
 class ModelTrainer(Trainer):
     """A :class:`~dcae.training.Trainer` for one TTS model (config: a :class:`tts.config.TTSRunConfig`)."""
+
+    preset_dir: Path  # the model's presets: one JSON of field values per name
+
+    @classmethod
+    def presets(cls) -> dict[str, dict]:
+        return load_presets(cls.preset_dir)
+
+    def run_files(self, run: TrainingRun, prepare: Callable[[Any, Callable[[str], None]], None]) -> dict[str, Any]:
+        """Create the run folder and, on the main process, write its files with ``prepare(cfg, log)`` (a
+        restart keeps them); every process then reads the run's ``latent.json``."""
+        out = Path(self.cfg.output_dir)
+        if run.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            prepare(self.cfg, run.log)
+        run.barrier()
+        return json.loads((out / "latent.json").read_text())
 
     def setup(self, run: TrainingRun, kind: str, config: dict[str, Any]) -> None:
         """Build the ``kind`` model from ``config`` on the run's device, with its optimizer and schedule,

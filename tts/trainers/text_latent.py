@@ -7,20 +7,18 @@ and resumes from the newest complete checkpoint set.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
-from dcae.training import ConfigError, Trainer, TrainingRun
-from dcae.training.schedule import cosine_schedule_with_warmup
-from dcae.utils.atomic import atomic_write_json
+from dcae.training import TrainingRun
 
-from ..config import TTSTrainConfig, check_config, load_presets
-from ..run import build_model, model_config, save_run_files
+from ..config import PRESET_DIR, TTSTrainConfig, check_config
+from ..run import model_config, save_run_files
 from ..text import FrontendError, TextFrontend
+from .model_trainer import ModelTrainer, is_restart
 
 
 class TokenizedLatents(Dataset):
@@ -55,10 +53,7 @@ def fit_frames_per_token(num_frames: list[int], num_tokens: list[int]) -> float:
 def prepare_run(cfg: TTSTrainConfig, log) -> None:
     """Write the run files on the first start (main process only)."""
     out = Path(cfg.output_dir)
-    if (out / "model.json").is_file():  # a restart: same vocabulary, stats and duration rule
-        kind = json.loads((out / "model.json").read_text())["kind"]
-        if kind != cfg.model:
-            raise ConfigError(f"{out}: holds a {kind} run, not --model {cfg.model}")
+    if is_restart(out, cfg.model):  # the same vocabulary, stats and duration rule
         return
     stats_arg = None if cfg.stats in (None, "none") else cfg.stats
     data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
@@ -76,42 +71,22 @@ def prepare_run(cfg: TTSTrainConfig, log) -> None:
         f"vocabulary {frontend.vocab_size} ({cfg.text_frontend}), {rate:.2f} frames per token")
 
 
-class TextToLatentTrainer(Trainer):
+class TextToLatentTrainer(ModelTrainer):
     """AR (causal transformer + flow head) or non-AR flow matching from text to normalised latents."""
 
     config_class = TTSTrainConfig
     user_errors = (ManifestError, FrontendError)
-
-    @classmethod
-    def presets(cls) -> dict[str, dict]:
-        return load_presets()
+    preset_dir = PRESET_DIR
 
     def check(self) -> None:
         check_config(self.cfg)
 
     def build(self, run: TrainingRun) -> None:
-        cfg, out = self.cfg, Path(self.cfg.output_dir)
-        if run.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            prepare_run(cfg, run.log)
-        run.barrier()
-        self.frontend = TextFrontend.load(out / "vocab.json")
-        info = json.loads((out / "latent.json").read_text())
-        self.spec = {"kind": cfg.model, "config": model_config(cfg.model, cfg, self.frontend.vocab_size,
-                                                               info["latent_dim"], info["frames_per_token"])}
-        self.model = build_model(self.spec["kind"], self.spec["config"]).to(run.device)
-        run.log(f"{cfg.model} model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters; "
-                f"{run.world_size} process(es) on {run.device}, {run.precision}")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-        self.scheduler = cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_ratio=0.1)
-        run.register_module("model", self.model)
-        run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
-        self.step_model = run.compile(run.distributed(self.model))
-
-    def started(self, run: TrainingRun) -> None:
-        if run.is_main:  # the checkpoint fits: options that do not change the weights' shapes may have changed
-            atomic_write_json(Path(self.cfg.output_dir) / "model.json", self.spec)
+        cfg = self.cfg
+        info = self.run_files(run, prepare_run)
+        self.frontend = TextFrontend.load(Path(cfg.output_dir) / "vocab.json")
+        self.setup(run, cfg.model, model_config(cfg.model, cfg, self.frontend.vocab_size,
+                                                info["latent_dim"], info["frames_per_token"]))
 
     def dataset(self, run: TrainingRun) -> Dataset:
         out = Path(self.cfg.output_dir)
@@ -121,11 +96,3 @@ class TextToLatentTrainer(Trainer):
 
     def collate(self, items):
         return collate_tts(items, left_pad_text=self.cfg.model == "ar")
-
-    def train_step(self, batch: dict[str, torch.Tensor], run: TrainingRun) -> dict[str, torch.Tensor | float]:
-        self.model.train()
-        with run.autocast():
-            losses = self.step_model(**batch)
-        update = run.update("optimizer", losses["loss"])
-        return {**{f"train/{k}": v.detach() for k, v in losses.items()}, "train/lr": self.scheduler.get_last_lr()[0],
-                "train/grad_norm": update.grad_norm}

@@ -13,7 +13,6 @@ tokens and the latent come from different audio). With ``speaker_dim`` > 0 each 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,11 @@ from torch.utils.data import Dataset
 from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, TokenFileError, load_tokens, pad_sequences
 from dcae.training import ConfigError, TrainingRun
 
-from ..config import TTSRunConfig
-from ..flow_matching import check_time_schedule
+from ..config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
 from ..length_regulator import frames_for_tokens
 from ..run import save_run_files
 from ..token_flow_model import TokenFlowConfig
-from .model_trainer import ModelTrainer
+from .model_trainer import ModelTrainer, is_restart
 
 KIND = "token-flow"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
@@ -161,10 +159,7 @@ def corpus_tokens(data: LatentManifestDataset, tolerance: int) -> dict[str, Any]
 def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
     """Write the run files on the first start (main process only)."""
     out = Path(cfg.output_dir)
-    if (out / "model.json").is_file():
-        kind = json.loads((out / "model.json").read_text())["kind"]
-        if kind != KIND:
-            raise ConfigError(f"{out}: holds a {kind} run, not --model {KIND}")
+    if is_restart(out, KIND):
         return
     stats_arg = None if cfg.stats in (None, "none") else cfg.stats
     data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
@@ -191,20 +186,14 @@ class TokenFlowTrainer(ModelTrainer):
     config_class = TokenFlowTrainConfig
     user_errors = (ManifestError,)
 
-    @classmethod
-    def presets(cls) -> dict[str, dict]:
-        return {p.stem: json.loads(p.read_text()) for p in sorted(PRESET_DIR.glob("*.json"))}
+    preset_dir = PRESET_DIR
 
     def check(self) -> None:
         cfg = self.cfg
         if cfg.model != KIND:
             raise ConfigError(f"--model: this trainer is {KIND}, got {cfg.model!r}")
-        if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
-            raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
-        try:
-            check_time_schedule(cfg.time_schedule)
-        except ValueError as e:
-            raise ConfigError(f"--time-schedule: {e}") from None
+        check_transformer(cfg)
+        check_flow_schedule(cfg)
         for name in ("layers", "encoder_layers"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(cfg, name)}")
@@ -216,16 +205,11 @@ class TokenFlowTrainer(ModelTrainer):
             raise ConfigError("--full-context-prob must be in [0, 1] (1 when --chunk-sizes is empty)")
         if not 0 <= cfg.prompt_max < 1:
             raise ConfigError(f"--prompt-max must be in [0, 1), got {cfg.prompt_max}")
-        if not Path(cfg.manifest).is_file():
-            raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
+        check_manifest(cfg)
 
     def build(self, run: TrainingRun) -> None:
-        cfg, out = self.cfg, Path(self.cfg.output_dir)
-        if run.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            prepare_run(cfg, run.log)
-        run.barrier()
-        info = json.loads((out / "latent.json").read_text())
+        cfg = self.cfg
+        info = self.run_files(run, prepare_run)
         self.setup(run, KIND, model_config(cfg, info["codebook_size"], info["latent_dim"], info["tokens_per_frame"]))
 
     def dataset(self, run: TrainingRun) -> Dataset:

@@ -13,7 +13,6 @@ speech outlasts its full text chunks is trained in the interleaved layout with p
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -24,15 +23,14 @@ import torch
 from torch.utils.data import Dataset
 
 from dcae.latents import ManifestError, TokenFileError, load_tokens, pad_sequences, read_manifest
-from dcae.training import ConfigError, Trainer, TrainingRun
-from dcae.training.schedule import cosine_schedule_with_warmup
-from dcae.utils.atomic import atomic_write_json
+from dcae.training import ConfigError, TrainingRun
 
-from ..config import TTSRunConfig
-from ..run import build_model, save_run_files
+from ..config import TTSRunConfig, check_manifest, check_transformer
+from ..run import save_run_files
 from ..text import KINDS as FRONTEND_KINDS, FrontendError, TextFrontend
 from ..token_lm import TokenLMConfig
 from ..token_lm_layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
+from .model_trainer import ModelTrainer, is_restart
 from .token_flow import load_speaker_embedding
 
 KIND = "token-lm"
@@ -122,10 +120,7 @@ def corpus_summary(manifest: str | Path, rows: list[dict[str, Any]], text_length
 def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
     """Write the run files on the first start (main process only)."""
     out = Path(cfg.output_dir)
-    if (out / "model.json").is_file():
-        kind = json.loads((out / "model.json").read_text())["kind"]
-        if kind != KIND:
-            raise ConfigError(f"{out}: holds a {kind} run, not --model {KIND}")
+    if is_restart(out, KIND):
         return
     rows = read_rows(cfg.manifest, cfg.max_tokens)
     texts = [str(r["text"]) for r in rows]
@@ -219,15 +214,13 @@ def collate_layouts(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     return batch
 
 
-class TokenLMTrainer(Trainer):
+class TokenLMTrainer(ModelTrainer):
     """Next-token cross-entropy on the speech tokens of plain (and bistream) layouts."""
 
     config_class = TokenLMTrainConfig
     user_errors = (ManifestError, FrontendError)
 
-    @classmethod
-    def presets(cls) -> dict[str, dict]:
-        return {p.stem: json.loads(p.read_text()) for p in sorted(PRESET_DIR.glob("*.json"))}
+    preset_dir = PRESET_DIR
 
     def check(self) -> None:
         cfg = self.cfg
@@ -235,8 +228,7 @@ class TokenLMTrainer(Trainer):
             raise ConfigError(f"--model: this trainer is {KIND}, got {cfg.model!r}")
         if cfg.text_frontend not in FRONTEND_KINDS:
             raise ConfigError(f"--text-frontend: expected one of {', '.join(FRONTEND_KINDS)}, got {cfg.text_frontend!r}")
-        if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
-            raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
+        check_transformer(cfg)
         if cfg.layers < 1 or cfg.text_chunk < 1 or cfg.speech_chunk < 1:
             raise ConfigError("--layers, --text-chunk and --speech-chunk must be at least 1")
         if cfg.speaker_dim < 0 or cfg.codebook_size < 0 or cfg.max_tokens < 1:
@@ -249,31 +241,12 @@ class TokenLMTrainer(Trainer):
             raise ConfigError("--min-len-ratio/--max-len-ratio: need 0 <= min <= max (0: fitted on the data)")
         if not math.isfinite(cfg.learning_rate) or cfg.learning_rate <= 0:
             raise ConfigError(f"--learning-rate must be a positive number, got {cfg.learning_rate}")
-        if not Path(cfg.manifest).is_file():
-            raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
+        check_manifest(cfg)
 
     def build(self, run: TrainingRun) -> None:
-        cfg, out = self.cfg, Path(self.cfg.output_dir)
-        if run.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            prepare_run(cfg, run.log)
-        run.barrier()
-        self.frontend = TextFrontend.load(out / "vocab.json")
-        info = json.loads((out / "latent.json").read_text())
-        self.spec = {"kind": KIND, "config": model_config(cfg, self.frontend.vocab_size, info["codebook_size"])}
-        self.model = build_model(KIND, self.spec["config"]).to(run.device)
-        run.log(f"{KIND} model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters; "
-                f"{run.world_size} process(es) on {run.device}, {run.precision}")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-        self.scheduler = cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_ratio=0.1)
-        run.register_module("model", self.model)
-        run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
-        self.step_model = run.compile(run.distributed(self.model))
-
-    def started(self, run: TrainingRun) -> None:
-        if run.is_main:
-            atomic_write_json(Path(self.cfg.output_dir) / "model.json", self.spec)
+        info = self.run_files(run, prepare_run)
+        self.frontend = TextFrontend.load(Path(self.cfg.output_dir) / "vocab.json")
+        self.setup(run, KIND, model_config(self.cfg, self.frontend.vocab_size, info["codebook_size"]))
 
     def dataset(self, run: TrainingRun) -> Dataset:
         rows = read_rows(self.cfg.manifest, self.cfg.max_tokens)
@@ -281,11 +254,3 @@ class TokenLMTrainer(Trainer):
 
     def collate(self, items):
         return collate_layouts(items)
-
-    def train_step(self, batch: dict[str, torch.Tensor], run: TrainingRun) -> dict[str, torch.Tensor | float]:
-        self.model.train()
-        with run.autocast():
-            losses = self.step_model(**batch)
-        update = run.update("optimizer", losses["loss"])
-        return {**{f"train/{k}": v.detach() for k, v in losses.items()}, "train/lr": self.scheduler.get_last_lr()[0],
-                "train/grad_norm": update.grad_norm}
