@@ -36,7 +36,7 @@ from dcae.gan_losses import discriminator_loss, feature_matching_loss, generator
 from dcae.optim import MuonAdamW, Schedulers
 from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun, run_main
 from dcae.training.schedule import cosine_schedule_with_warmup
-from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, read_clip
+from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, note_skipped, read_clip
 from preprocess.filelist import FilelistError, read_filelist
 from vocoder.audio import AudioError
 from vocoder.mel import MelSpectrogram
@@ -221,10 +221,7 @@ class DCAETrainer(Trainer):
         return collate_segments(items)
 
     def train_step(self, batch: SegmentBatch, run: TrainingRun) -> dict[str, torch.Tensor | float]:
-        for problem in batch.skipped:  # "path: reason" of files that could not be used
-            if problem not in self.skipped_files:
-                run.log(f"skipped {problem}")
-            self.skipped_files[problem] = self.skipped_files.get(problem, 0) + 1
+        note_skipped(batch, self.skipped_files, run.log)  # files that could not be used
         with torch.no_grad():
             mel = self.mel_fn(batch.audio)  # (B, n_mels, T)
         losses = gan_step(self, mel, run)

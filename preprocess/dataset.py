@@ -138,6 +138,14 @@ def collate_segments(items: list[Segment]) -> SegmentBatch:
                         torch.tensor([it.valid_samples for it in items], dtype=torch.int64))
 
 
+def note_skipped(batch: SegmentBatch, skipped: dict[str, int], log) -> None:
+    """Count each ``"path: reason"`` the batch reports in ``skipped``, logging a file the first time it appears."""
+    for problem in batch.skipped:
+        if problem not in skipped:
+            log(f"skipped {problem}")
+        skipped[problem] = skipped.get(problem, 0) + 1
+
+
 def read_clip(path: str | Path, max_samples: int, multiple_of: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """The start of ``path``: at most ``max_samples``, cut to a multiple of ``multiple_of`` -> (samples,).
 

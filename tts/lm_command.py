@@ -12,7 +12,8 @@ import click
 import torch
 
 from .run import RunError, TTSRun, load_run
-from .synthesize import SynthesisError, synthesize_tokens
+from .synthesize import SynthesisError, read_token_file, synthesize_tokens
+from .token_command import gather_audio
 from .token_sampling import SamplingSettings
 from .two_stage import VoicePrompt, check_pair, prompt_from_audio, speak, speech_token_source
 
@@ -80,8 +81,6 @@ def _tokenizer_spec(args: LMArgs, lm: TTSRun) -> str:
 
 def _prompt(args: LMArgs, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_latent: torch.Tensor | None,
             prompt_tokens_file: Path | None, prompt_text: str | None) -> VoicePrompt | None:
-    from dcae.latents import TokenFileError, load_tokens
-
     if args.prompt_audio is None and prompt_latent is None and prompt_tokens_file is None:
         if prompt_text is not None:
             raise SynthesisError("--prompt-text goes with --prompt-audio (or --prompt-tokens [--prompt-latent])")
@@ -107,14 +106,7 @@ def _prompt(args: LMArgs, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_laten
         raise SynthesisError("--prompt-latent needs --prompt-tokens (the speech tokens of the same audio)")
     if flow is not None and prompt_latent is None:
         raise SynthesisError("--prompt-tokens with --flow needs --prompt-latent too (or use --prompt-audio)")
-    try:
-        tokens, meta = load_tokens(prompt_tokens_file)
-    except TokenFileError as e:
-        raise SynthesisError(str(e)) from None
-    if meta.token_rate is not None and abs(meta.token_rate - lm.token_rate) > 1e-6 * lm.token_rate:
-        raise SynthesisError(f"{prompt_tokens_file}: tokens at {meta.token_rate:g}/s but {lm.directory} was trained "
-                             f"on {lm.token_rate:g}/s")
-    return VoicePrompt(prompt_latent, tokens)
+    return VoicePrompt(prompt_latent, read_token_file(prompt_tokens_file, lm))
 
 
 def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text: str | None,
@@ -182,22 +174,14 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
                                      prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
                                      on_token=written.append))
         return torch.tensor(written, dtype=torch.long), flow, torch.cat(latents, dim=1), None, None
-    pieces, first = [], None
-    try:
-        for audio in speak(lm, flow, wrapper, source, text_stream=args.text_stream, prompt_text=prompt_text,
-                           prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
-                           lookahead=lookahead, on_token=written.append, on_latent=latents.append):
-            if first is None:
-                first = (time.perf_counter() - started, len(written))
-            pieces.append(audio)
-    except ValueError as e:  # the decoder refusing a lookahead
-        if isinstance(e, SynthesisError):
-            raise
-        raise SynthesisError(str(e)) from None
+    chunks = speak(lm, flow, wrapper, source, text_stream=args.text_stream, prompt_text=prompt_text, prompt=prompt,
+                   seed=seed, lm_options=lm_options, flow_options=flow_options, lookahead=lookahead,
+                   on_token=written.append, on_latent=latents.append)
+    audio, first = gather_audio(chunks, started, lambda: len(written))
     if first is not None:
         click.echo(f"streaming: first audio after {first[0]:.2f} s, when the LM had written {first[1]} of "
                    f"{len(written)} tokens", err=True)
-    return torch.tensor(written, dtype=torch.long), flow, torch.cat(latents, dim=1), torch.cat(pieces, dim=-1), wrapper
+    return torch.tensor(written, dtype=torch.long), flow, torch.cat(latents, dim=1), audio, wrapper
 
 
 def save_token_output(path: Path, tokens: torch.Tensor, lm: TTSRun) -> None:

@@ -52,7 +52,8 @@ def _prepare(run: TTSRun, text: str, prompt: torch.Tensor | None, prompt_text: s
     return joined[: len(joined) - len(target)], target, run.stats.normalize(prompt.T.float())
 
 
-def _generator(seed: int | None, device: torch.device) -> torch.Generator:
+def seeded_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (``None``: a fresh random seed)."""
     g = torch.Generator(device=device)
     if seed is None:
         g.seed()
@@ -74,7 +75,7 @@ def stream_frames(run: TTSRun, text: str, prompt: torch.Tensor | None = None, pr
     for frame in run.model.stream(prompt_ids + target, prompt_n, max_frames=limit, min_frames=frames or 1,
                                   steps=steps or DEFAULT_STEPS["ar"], temperature=temperature,
                                   cfg_scale=DEFAULT_CFG["ar"] if cfg_scale is None else cfg_scale,
-                                  generator=_generator(seed, device)):
+                                  generator=seeded_generator(seed, device)):
         yield run.stats.denormalize(frame)
 
 
@@ -101,7 +102,7 @@ def synthesize(run: TTSRun, text: str, prompt: torch.Tensor | None = None, promp
     device = next(run.model.parameters()).device
     latent = run.model.sample(prompt_ids + target, n, prompt_n, steps=steps or DEFAULT_STEPS["flow"],
                               temperature=temperature, cfg_scale=DEFAULT_CFG["flow"] if cfg_scale is None else cfg_scale,
-                              sway=0.0 if run.model.cfg.meanflow else -1.0, generator=_generator(seed, device))
+                              sway=0.0 if run.model.cfg.meanflow else -1.0, generator=seeded_generator(seed, device))
     return run.stats.denormalize(latent).T.contiguous()
 
 
@@ -122,11 +123,11 @@ def check_tokens(run: TTSRun, tokens: torch.Tensor | list[int], what: str = "tok
     return tokens
 
 
-def load_token_file(run: TTSRun, path: str | Path) -> torch.Tensor:
-    """A token file's ids (N,), checked against the run: same token rate, ids in range, not empty."""
+def read_token_file(path: str | Path, run: TTSRun) -> torch.Tensor:
+    """A token file's ids (N,), refused in one line (:class:`SynthesisError`) when unreadable or written
+    at another token rate than ``run`` (a token-flow or token-lm run) was trained on."""
     from dcae.latents import TokenFileError, load_tokens
 
-    _need_token_run(run)
     try:
         tokens, meta = load_tokens(path)
     except TokenFileError as e:
@@ -134,6 +135,13 @@ def load_token_file(run: TTSRun, path: str | Path) -> torch.Tensor:
     if meta.token_rate is not None and abs(meta.token_rate - run.token_rate) > 1e-6 * run.token_rate:
         raise SynthesisError(f"{path}: tokens at {meta.token_rate:g}/s but the run was trained on "
                              f"{run.token_rate:g}/s ({run.latent_info.get('tokenizer') or 'another tokenizer'})")
+    return tokens
+
+
+def load_token_file(run: TTSRun, path: str | Path) -> torch.Tensor:
+    """A token file's ids (N,), checked against the token-flow run: same token rate, ids in range, not empty."""
+    _need_token_run(run)
+    tokens = read_token_file(path, run)
     if tokens.numel() == 0:
         raise SynthesisError(f"{path}: no tokens")
     return check_tokens(run, tokens, str(path))

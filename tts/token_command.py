@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import click
 import torch
@@ -20,6 +21,25 @@ TOKEN_OPTIONS_HELP = {
     "lookahead": "Token-flow runs with --stream -o: decoder lookahead in latent frames, 0 (soonest audio) .. the "
                  "decoder's receptive field (the default: exact).",
 }
+
+
+
+def gather_audio(chunks: Iterable[torch.Tensor], started: float, tokens_so_far: Callable[[], int]
+                 ) -> tuple[torch.Tensor, tuple[float, int] | None]:
+    """Concatenate a stream's audio chunks (samples,) -> (samples,); also (seconds since ``started``,
+    ``tokens_so_far()``) when the first chunk came out (``None`` for an empty stream). A decoder
+    refusing the lookahead (``ValueError``) becomes a one-line :class:`SynthesisError`."""
+    pieces, first = [], None
+    try:
+        for audio in chunks:
+            if first is None:
+                first = (time.perf_counter() - started, tokens_so_far())
+            pieces.append(audio)
+    except ValueError as e:
+        if isinstance(e, SynthesisError):
+            raise
+        raise SynthesisError(str(e)) from None
+    return torch.cat(pieces, dim=-1), first
 
 
 def token_flow_outputs(run: TTSRun, wrapper, tokens_file: Path, prompt: torch.Tensor | None,
@@ -59,17 +79,9 @@ def token_flow_outputs(run: TTSRun, wrapper, tokens_file: Path, prompt: torch.Te
     if wrapper is None:
         latents = list(stream_latents(run, token_source(), **options))
         return torch.cat(latents, dim=1), None
-    pieces, first = [], None
-    try:
-        for audio in stream_audio(run, wrapper, token_source(), lookahead=lookahead, on_latent=latents.append, **options):
-            if first is None:
-                first = (time.perf_counter() - started, read[0])
-            pieces.append(audio)
-    except ValueError as e:  # the decoder refusing a lookahead
-        if isinstance(e, SynthesisError):
-            raise
-        raise SynthesisError(str(e)) from None
+    chunks = stream_audio(run, wrapper, token_source(), lookahead=lookahead, on_latent=latents.append, **options)
+    audio, first = gather_audio(chunks, started, lambda: read[0])
     if first is not None:
         click.echo(f"streaming: first audio after {first[0]:.2f} s, with {first[1]} of {tokens.numel()} tokens read",
                    err=True)
-    return torch.cat(latents, dim=1), torch.cat(pieces, dim=-1)
+    return torch.cat(latents, dim=1), audio

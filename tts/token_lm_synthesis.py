@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 import torch
 
 from .run import TTSRun
-from .synthesize import SynthesisError
+from .synthesize import SynthesisError, seeded_generator
 from .token_lm_generate import BistreamGenerator, GenerationOptions, generate_plain
 from .token_sampling import SamplingSettings
 
@@ -31,15 +31,6 @@ from .token_sampling import SamplingSettings
 def _need_lm_run(run: TTSRun) -> None:
     if run.kind != "token-lm":
         raise SynthesisError(f"{run.directory}: a {run.kind} run does not write speech tokens (a token-lm run does)")
-
-
-def generator_for(seed: int | None, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 def generation_options(run: TTSRun, prompt_text: str | None = None, prompt_tokens=None, *,
@@ -97,7 +88,7 @@ def stream_speech_tokens(run: TTSRun, text: str, prompt_text: str | None = None,
     :func:`generation_options`)."""
     opts = generation_options(run, prompt_text, prompt_tokens, **options)
     opts.prompt_text, target = _split_prompt(run, text, prompt_text)
-    yield from generate_plain(run.model, target, opts, generator_for(seed, run.model.device))
+    yield from generate_plain(run.model, target, opts, seeded_generator(seed, run.model.device))
 
 
 def speech_tokens(run: TTSRun, text: str, prompt_text: str | None = None, prompt_tokens=None, seed: int | None = 0,
@@ -123,7 +114,7 @@ class TextStreamer:
         self.fed = len(opts.prompt_text)
         self.text = ""
         try:
-            self.lm = BistreamGenerator(run.model, opts, generator_for(seed, run.model.device))
+            self.lm = BistreamGenerator(run.model, opts, seeded_generator(seed, run.model.device))
         except ValueError as e:
             raise SynthesisError(str(e)) from None
 

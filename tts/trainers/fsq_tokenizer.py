@@ -28,7 +28,7 @@ import torch
 
 from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
-from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, read_clip
+from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, note_skipped, read_clip
 from preprocess.filelist import FilelistError, read_filelist
 from vocoder.audio import AudioError
 
@@ -156,7 +156,7 @@ class FSQTokenizerTrainer(Trainer):
         run.register_module("model", self.model)
         run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
         self.step_model = run.compile(run.distributed(self.model))
-        self.skipped_files: set[str] = set()
+        self.skipped_files: dict[str, int] = {}
         self.held_out: HeldOut | None = None
         self.held_out_loaded = False
 
@@ -171,10 +171,7 @@ class FSQTokenizerTrainer(Trainer):
         return collate_segments(items)
 
     def train_step(self, batch: SegmentBatch, run: TrainingRun) -> dict[str, torch.Tensor | float]:
-        for problem in batch.skipped:  # "path: reason" of files that could not be used
-            if problem not in self.skipped_files:
-                run.log(f"skipped {problem}")
-                self.skipped_files.add(problem)
+        note_skipped(batch, self.skipped_files, run.log)  # files that could not be used
         with torch.no_grad():
             mel = self.model.mel(batch.audio)  # (B, n_mels, T)
         lengths = valid_frames(batch.valid_samples, self.hop_length).clamp(max=mel.shape[-1])
