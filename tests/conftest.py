@@ -3,6 +3,7 @@ folder ($DCAE_SPEECH_DIR, else ~/.cache/dcae-speech); tests that need it skip, s
 cannot be fetched."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,34 @@ def write_small_vocoder(folder: Path, dilations: list[list[int]] = ([1],)) -> Pa
     config = dict(load_bigvgan_config(VOCODER_CONFIG), upsample_initial_channel=64, resblock_kernel_sizes=[3],
                   resblock_dilation_sizes=[list(d) for d in dilations])
     return save_vocoder_folder(folder, build_generator(config), config)
+
+
+def text_from_name(path: Path) -> str:
+    """The test prompts are named after what they say: 'agent-alreadyon.wav' -> 'agent alreadyon'."""
+    return re.sub(r"[-_]+", " ", path.stem).strip()
+
+
+def export_short_speech(root: Path, speech_dir: Path, count: int, tiny_generator: Path, small_vocoder: Path,
+                        min_seconds: float = 0.8, with_text: bool = True) -> Path:
+    """``dcae export`` (tiny DC-AE, small BigVGAN) of up to ``count`` of the speech folder's short English
+    prompts (``min_seconds`` to 4 s; skips the test if fewer than 8), lines ``path|text`` when
+    ``with_text``; returns the manifest's path."""
+    import soundfile as sf
+    from click.testing import CliRunner
+
+    import export
+
+    files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if min_seconds < sf.info(p).duration < 4.0][:count]
+    if len(files) < 8:
+        pytest.skip("too few short recordings in the speech folder")
+    (root / "filelist.txt").write_text("".join(f"{p}|{text_from_name(p)}\n" if with_text else f"{p}\n"
+                                               for p in files))
+    result = CliRunner().invoke(export.export_command, [
+        "--filelist", str(root / "filelist.txt"), "--out", str(root / "out"), "--ae-model", str(tiny_generator),
+        "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--num-workers", "0", "--device", "cpu"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return root / "out" / "manifest.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from tts.run import load_run
 from tts.streaming import stream_audio
 from tts.train import main as train_main
 
-from .conftest import TINY_CONFIG
+from .conftest import TINY_CONFIG, export_short_speech
 
 SAMPLES_PER_FRAME = 256 * 16
 
@@ -30,21 +30,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: s
 @pytest.fixture(scope="module")
 def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
     """Manifest of ~12 short recordings with latents and FSQ token files (token_path, num_tokens, token_rate)."""
-    import export
     from tts.tokenizers import FSQTokenizer, fsq_preset
     from vocoder.audio import load_audio
 
     root = tmp_path_factory.mktemp("speech_tokens")
-    files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if 0.8 < sf.info(p).duration < 4.0][:12]
-    if len(files) < 8:
-        pytest.skip("too few short recordings in the speech folder")
-    (root / "filelist.txt").write_text("".join(f"{p}\n" for p in files))
-    result = CliRunner().invoke(export.export_command, [
-        "--filelist", str(root / "filelist.txt"), "--out", str(root / "out"), "--ae-model", str(tiny_generator),
-        "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--num-workers", "0", "--device", "cpu"],
-        catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    manifest = root / "out" / "manifest.jsonl"
+    manifest = export_short_speech(root, speech_dir, 12, tiny_generator, small_vocoder, with_text=False)
     torch.manual_seed(0)
     tokenizer = FSQTokenizer(fsq_preset("tiny")).eval()  # random weights: deterministic tokens all the same
     rows = read_manifest(manifest)

@@ -19,39 +19,25 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import load_latent, load_tokens
+from dcae.latents import load_latent, load_tokens, read_manifest
 from tts.length_regulator import frames_for_tokens
 from tts.run import load_run
 from tts.train import main as train_main
 from tts.two_stage import prompt_from_audio, speak
 
-from .conftest import TINY_CONFIG
+from .conftest import TINY_CONFIG, export_short_speech, text_from_name
 
 SAMPLES_PER_FRAME = 256 * 16
 TEXT = "agent logged off, all circuits are busy now; please try your call again later"
 
 
-def text_from_name(path: Path) -> str:
-    return re.sub(r"[-_]+", " ", path.stem).strip()
-
-
 @pytest.fixture(scope="module")
 def two_stage(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> dict[str, Path]:
-    import export
     from tts.tokenizers import FSQTokenizer, fsq_preset, save_fsq_tokenizer
     from tts.tokens_cli import tokens_command
 
     root = tmp_path_factory.mktemp("two_stage")
-    files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if 0.8 < sf.info(p).duration < 4.0][:16]
-    if len(files) < 8:
-        pytest.skip("too few short recordings in the speech folder")
-    (root / "filelist.txt").write_text("".join(f"{p}|{text_from_name(p)}\n" for p in files))
-    result = CliRunner().invoke(export.export_command, [
-        "--filelist", str(root / "filelist.txt"), "--out", str(root / "out"), "--ae-model", str(tiny_generator),
-        "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--num-workers", "0", "--device", "cpu"],
-        catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    manifest = root / "out" / "manifest.jsonl"
+    manifest = export_short_speech(root, speech_dir, 16, tiny_generator, small_vocoder)
     torch.manual_seed(0)
     fsq = save_fsq_tokenizer(FSQTokenizer(fsq_preset("tiny")), root / "fsq")
     result = CliRunner().invoke(tokens_command, ["--manifest", str(manifest), "--tokenizer", str(fsq),
@@ -64,7 +50,7 @@ def two_stage(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> di
     assert train_main(["--model", "token-lm", "--output-dir", str(root / "lm"), "--max-steps", "30",
                        "--save-interval", "30", "--bistream", "true", "--text-chunk", "5", "--speech-chunk", "5",
                        *common]) == 0
-    return {"manifest": manifest, "fsq": fsq, "flow": root / "flow", "lm": root / "lm", "prompt": files[0]}
+    return {"manifest": manifest, "fsq": fsq, "flow": root / "flow", "lm": root / "lm", "prompt": Path(read_manifest(manifest)[0]["audio_path"])}
 
 
 def test_text_to_streaming_audio_first_chunk_before_the_lm_ends(two_stage, tiny_generator, small_vocoder):

@@ -6,7 +6,6 @@ the pipeline must run and write audio whose length matches the latent frames it 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -18,32 +17,15 @@ from dcae.cli import main as dcae_main
 from dcae.latents import load_latent
 from tts.train import main as train_main
 
-from .conftest import TINY_CONFIG
+from .conftest import TINY_CONFIG, export_short_speech
 
 SAMPLES_PER_FRAME = 256 * 16
 
 
-def text_from_name(path: Path) -> str:
-    """The prompts are named after what they say: 'agent-alreadyon.wav' -> 'agent alreadyon'."""
-    return re.sub(r"[-_]+", " ", path.stem).strip()
-
-
 @pytest.fixture(scope="module")
 def latents(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
-    import export
-
-    root = tmp_path_factory.mktemp("speech_latents")
-    files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if 0.5 < sf.info(p).duration < 4.0][:24]
-    if len(files) < 8:
-        pytest.skip("too few short recordings in the speech folder")
-    filelist = root / "filelist.txt"
-    filelist.write_text("".join(f"{p}|{text_from_name(p)}\n" for p in files))
-    result = CliRunner().invoke(export.export_command, [
-        "--filelist", str(filelist), "--out", str(root / "out"), "--ae-model", str(tiny_generator),
-        "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--num-workers", "0",
-        "--device", "cpu"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return root / "out" / "manifest.jsonl"
+    return export_short_speech(tmp_path_factory.mktemp("speech_latents"), speech_dir, 24, tiny_generator,
+                               small_vocoder, min_seconds=0.5)
 
 
 @pytest.mark.parametrize("kind", ["ar", "flow"])
