@@ -88,6 +88,18 @@ def measure(iterator_of, tokens: list[int], whole: bool = True) -> dict:
             "length": count}
 
 
+def random_wrapper(dcae_config: str, vocoder_channels: int) -> DCAEInferenceWrapper:
+    """A CPU pipeline of random weights (seed 0) saved in the official layouts and loaded as a user would:
+    the DC-AE of ``dcae_config`` and BigVGAN-v2 22 kHz with ``vocoder_channels`` initial channels."""
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        save_generator(DCAEWrapper(dcae_config), root / "generator.pt")
+        h = dict(load_bigvgan_config(), upsample_initial_channel=vocoder_channels)
+        save_vocoder_folder(root / "vocoder", build_generator(h), h)
+        return DCAEInferenceWrapper(root / "generator.pt", dcae_config, root / "vocoder", device="cpu")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="tiny,base")
@@ -103,13 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        save_generator(DCAEWrapper(args.config), root / "generator.pt")
-        h = dict(load_bigvgan_config(), upsample_initial_channel=args.vocoder_channels)
-        save_vocoder_folder(root / "vocoder", build_generator(h), h)
-        wrapper = DCAEInferenceWrapper(root / "generator.pt", args.config, root / "vocoder", device="cpu")
+    wrapper = random_wrapper(args.config, args.vocoder_channels)
     n_tokens = round(args.seconds * TOKEN_RATE)
     tokens = torch.randint(0, VOCAB, (n_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
     lookaheads = ([int(x) for x in args.lookaheads.split(",")] if args.lookaheads

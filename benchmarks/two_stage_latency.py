@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
-from benchmarks.token_flow_latency import TOKEN_RATE, VOCAB, token_flow_run  # noqa: E402
-from dcae import DCAEWrapper, save_generator  # noqa: E402
-from inference import DCAEInferenceWrapper  # noqa: E402
+from benchmarks.token_flow_latency import TOKEN_RATE, VOCAB, random_wrapper, token_flow_run  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
 from tts.text import TextFrontend  # noqa: E402
 from tts.token_lm import TokenLM, TokenLMConfig  # noqa: E402
@@ -49,8 +46,6 @@ from tts import two_stage  # noqa: E402
 from tts.token_lm_synthesis import speech_tokens  # noqa: E402
 from tts.trainers.token_lm import PRESET_DIR  # noqa: E402
 from tts.two_stage import speak, speak_latents  # noqa: E402
-from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
-from vocoder.mel import load_bigvgan_config  # noqa: E402
 
 CHARS_PER_SECOND = 10.0  # the text's length for --seconds of speech (2.5 tokens per character at 25 Hz)
 TEXT = ("The quick brown fox jumps over the lazy dog while the five boxing wizards jump quickly, "
@@ -100,13 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        save_generator(DCAEWrapper(args.config), root / "generator.pt")
-        h = dict(load_bigvgan_config(), upsample_initial_channel=args.vocoder_channels)
-        save_vocoder_folder(root / "vocoder", build_generator(h), h)
-        wrapper = DCAEInferenceWrapper(root / "generator.pt", args.config, root / "vocoder", device="cpu")
+    wrapper = random_wrapper(args.config, args.vocoder_channels)
     text = TEXT[: round(args.seconds * CHARS_PER_SECOND)]
     frontend = TextFrontend.fit([text], "chars")
     ids = len(frontend.encode(text))
