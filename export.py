@@ -1,6 +1,6 @@
 """``dcae export``: latents for a whole corpus, for downstream (TTS) training.
 
-    dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR]
+    dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR|config.json|HUB_ID]
     torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
 
 Filelist lines are ``path`` or ``path|text``. One safetensors latent per utterance

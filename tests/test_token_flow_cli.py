@@ -78,6 +78,19 @@ def test_tokens_to_latent(run_dir, token_file, tmp_path):
     torch.testing.assert_close(latent, synthesize_tokens(load_run(run_dir), load_tokens_list(token_file), seed=3))
 
 
+
+def test_max_frames_caps_the_cli_and_the_api_alike(run_dir, token_file, tmp_path):
+    out = tmp_path / "capped.safetensors"
+    result = invoke("--checkpoint", str(run_dir), "--tokens", str(token_file), "--out-latent", str(out), "--seed", "3",
+                    "--max-frames", "4")
+    assert result.exit_code == 0, result.output
+    latent, _ = load_latent(out)
+    run, tokens = load_run(run_dir), load_tokens_list(token_file)
+    assert latent.shape == (80, 4)  # 10 frames by the rates, capped
+    torch.testing.assert_close(latent, synthesize_tokens(run, tokens, seed=3, max_frames=4))
+    assert synthesize_tokens(run, tokens, seed=3, max_frames=40).shape == (80, 10)  # a cap above changes nothing
+    assert synthesize_tokens(run, tokens, seed=3, frames=6, max_frames=4).shape == (80, 6)  # frames wins
+
 def load_tokens_list(path: Path) -> list[int]:
     from dcae.latents import load_tokens
 

@@ -184,13 +184,17 @@ def speaker_vector(run: TTSRun, speaker: torch.Tensor | None) -> torch.Tensor | 
 def synthesize_tokens(run: TTSRun, tokens: torch.Tensor | list[int], prompt: torch.Tensor | None = None,
                       prompt_tokens: torch.Tensor | list[int] | None = None, frames: int | None = None,
                       chunk_frames: int = 0, seed: int = 0, steps: int | None = None, cfg_scale: float | None = None,
-                      temperature: float = 1.0, grid: str = "sway", speaker: torch.Tensor | None = None) -> torch.Tensor:
+                      temperature: float = 1.0, grid: str = "sway", speaker: torch.Tensor | None = None,
+                      max_frames: int | None = None) -> torch.Tensor:
     """New latent frames for speech ``tokens`` (N,): (D, frames) in the AE's latent space, ``frames``
-    defaulting to round(N / token_rate * frame_rate). ``chunk_frames`` 0 uses full context (offline);
-    C > 0 the block-causal chunks that :mod:`tts.streaming` generates (same seed: same numbers)."""
+    defaulting to round(N / token_rate * frame_rate), at most ``max_frames`` (an explicit ``frames``
+    wins). ``chunk_frames`` 0 uses full context (offline); C > 0 the block-causal chunks that
+    :mod:`tts.streaming` generates (same seed: same numbers)."""
     tokens = check_tokens(run, tokens)
     if tokens.numel() == 0:
         raise SynthesisError("no tokens to synthesise")
+    if frames is None and max_frames is not None:
+        frames = min(max_frames, run.model.num_frames(tokens.numel()))
     prompt_n, prompt_tokens = token_prompt(run, prompt, prompt_tokens)
     latent = run.model.sample(tokens, frames, prompt_n, prompt_tokens, chunk_frames=chunk_frames,
                               steps=steps or DEFAULT_STEPS["token-flow"], grid=grid,

@@ -56,9 +56,8 @@ def token_flow_outputs(run: TTSRun, wrapper, tokens_file: Path, prompt: torch.Te
     if not stream:
         if lookahead is not None:
             raise SynthesisError("--lookahead applies to --stream (the offline decode is exact)")
-        if frames is None and max_frames is not None:
-            frames = min(max_frames, run.model.num_frames(tokens.numel()))
-        latent = synthesize_tokens(run, tokens, frames=frames, chunk_frames=chunk_frames or 0, **options)
+        latent = synthesize_tokens(run, tokens, frames=frames, max_frames=max_frames, chunk_frames=chunk_frames or 0,
+                                   **options)
         return latent, None if wrapper is None else wrapper.decode(latent[None])[0]
     if frames is not None or max_frames is not None:
         raise SynthesisError("--frames/--max-frames do not apply to --stream: the token count sets the length")
