@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dcae.checkpoint import CheckpointError
-from dcae.cli_options import ae_options, runtime_options
+from dcae.cli_options import ae_options, fail, runtime_options
 from dcae.config import ConfigError, DCAEConfig
 from dcae.hub import ModelNotFound, resolve_models
 from dcae.latents import (LatentMeta, StorePart, done_rows, latent_relpath, load_latent, merge_parts, save_latent,
@@ -287,8 +287,7 @@ def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: s
         summary = run_export(filelist, out, model_path, config_path, mel_config_dir, device, precision, latent_dtype,
                              batch_size, max_batch_seconds, num_workers)
     except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:  # one line, exit 2, as every command
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        fail(str(e))
     if "utterances" in summary:
         click.echo(f"{out}: {summary['utterances']} utterances, {summary['frames']} latent frames, "
                    f"{summary['failed']} failed (see failed.jsonl)", err=True)

@@ -20,14 +20,14 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NoReturn, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import click
 import torch
 import torch.nn as nn
 
 from dcae import load_dcae
-from dcae.cli_options import model_options
+from dcae.cli_options import fail, model_options
 from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_mel_config_dir, resolve_models
 from dcae.receptive_field import ReceptiveField, chunk_windows, dcae_receptive_fields
 from vocoder.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
@@ -347,12 +347,6 @@ def reported(progress: bool | Progress | None, stage: str, windows: list[tuple[i
 # ==================================================================== CLI
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm", ".mp4"}
 LATENT_EXTENSION = ".safetensors"
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """End the command with one ``error:`` line (exit code 2: nothing was done)."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def collect_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_suffix: str) -> list[tuple[Path, Path]]:

@@ -1,10 +1,20 @@
 """Click options shared by every command that loads models (same names everywhere)."""
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 import click
 
 from .precision import PRECISIONS
 
+
+def fail(message: str) -> NoReturn:
+    """End a command with one ``error: message`` line on stderr and exit code 2 (a usage or input
+    error: nothing was done). Every command ends this way, so scripts can tell it from exit 1
+    (some files failed)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
 
 
 def ae_options(f):

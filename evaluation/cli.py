@@ -17,12 +17,12 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Callable
 
 import click
 from click.core import ParameterSource
 
-from dcae.cli_options import model_options
+from dcae.cli_options import fail, model_options
 from evaluation.pairing import DEFAULT_EXTS, Pair, pair_folders
 from evaluation.report import format_table, summarize, write_metrics_csv, write_summary_json
 from evaluation.report_media import AUDIO_FORMATS, ReportFile
@@ -52,11 +52,6 @@ class Options:
     sim_note: str
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -70,7 +65,7 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
 def _refuse(ctx: click.Context, names: tuple[str, ...], reason: str) -> None:
     given = _given(ctx, names)
     if given:
-        _fail(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {reason}")
+        fail(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {reason}")
 
 
 def _metric_names(sim: bool | None) -> tuple[tuple[str, ...], str]:
@@ -82,7 +77,7 @@ def _metric_names(sim: bool | None) -> tuple[tuple[str, ...], str]:
         return tuple(m for m in METRIC_NAMES if m != "sim"), "SIM not computed (--no-sim)."
     if unavailable:
         if sim:
-            _fail(unavailable)
+            fail(unavailable)
         click.echo(f"warning: SIM column left empty: {unavailable}", err=True)
         return tuple(m for m in METRIC_NAMES if m != "sim"), f"SIM not computed: {unavailable}"
     return METRIC_NAMES, (f"SIM: cosine similarity of speaker embeddings from {encoder_description()}; "
@@ -259,9 +254,9 @@ def evaluate_command(ctx: click.Context, ref: Path | None, deg: Path | None, fil
     dcae evaluate --filelist test.txt --ae-model G.pt --ae-config cfg.json --vocoder bigvgan/ --out report/ --html
     """
     if filelist is not None and (ref is not None or deg is not None):
-        _fail("give either --filelist or --ref/--deg, not both")
+        fail("give either --filelist or --ref/--deg, not both")
     if filelist is None and (ref is None or deg is None):
-        _fail("give --ref and --deg folders, or --filelist with the model flags")
+        fail("give --ref and --deg folders, or --filelist with the model flags")
     if filelist is None:
         _refuse(ctx, MODEL_FLAGS, "to --ref/--deg (they load the model that --filelist reconstructs with)")
     else:

@@ -3,13 +3,12 @@ for a token-flow run; text -> speech tokens for a token-lm run, and on through a
 ``--flow``: :mod:`tts.lm_command`)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 import torch
 
-from dcae.cli_options import model_options
+from dcae.cli_options import fail, model_options
 from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
@@ -18,11 +17,6 @@ from .lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_ou
 from .token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
 
 STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _latent_meta(info: dict, frames: int) -> LatentMeta:
@@ -88,27 +82,27 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
     for token-flow runs (add --stream to generate and decode chunk by chunk), --text for token-lm runs
     (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage)."""
     if out_latent is None and output is None and out_tokens is None:
-        _fail("give --out-latent F.safetensors and/or -o out.wav (--out-tokens F.safetensors for a token-lm run)")
+        fail("give --out-latent F.safetensors and/or -o out.wav (--out-tokens F.safetensors for a token-lm run)")
     if out_tokens is not None and out_tokens.suffix.lower() != ".safetensors":
-        _fail(f"{out_tokens}: token files are .safetensors")
+        fail(f"{out_tokens}: token files are .safetensors")
     if frames is not None and frames < 1:
-        _fail("--frames must be at least 1")
+        fail("--frames must be at least 1")
     if max_frames is not None and (max_frames < 1 or (frames is not None and frames > max_frames)):
-        _fail(f"--max-frames must be at least 1 and at least --frames (got {max_frames})")
+        fail(f"--max-frames must be at least 1 and at least --frames (got {max_frames})")
     if out_latent is not None and out_latent.suffix.lower() != ".safetensors":
-        _fail(f"{out_latent}: latent files are .safetensors")
+        fail(f"{out_latent}: latent files are .safetensors")
     if output is not None:
         from vocoder.audio import AudioError, check_output_suffix
 
         try:
             check_output_suffix(output)
         except AudioError as e:
-            _fail(str(e))
+            fail(str(e))
     tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         run = load_run(run_dir, tts_device, step)
     except RunError as e:
-        _fail(str(e))
+        fail(str(e))
     lm_args = LMArgs(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
                      lm_cfg_scale)
     if run.kind == "token-lm":
@@ -124,7 +118,7 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
                 make_wrapper=lambda flow: _audio_wrapper(flow, flow.directory, ae_model, ae_config, vocoder, device,
                                                          precision))
         except (SynthesisError, LatentFileError) as e:
-            _fail(str(e))
+            fail(str(e))
         if out_tokens is not None:
             save_token_output(out_tokens, tokens, run)
         _write_outputs(flow, latent, audio, wrapper, out_latent, output)
@@ -134,17 +128,17 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
                    err=True)
         return
     if lm_args.given():
-        _fail(f"{', '.join(lm_args.given())}: for token-lm runs (this is a {run.kind} run)")
+        fail(f"{', '.join(lm_args.given())}: for token-lm runs (this is a {run.kind} run)")
     if run.takes_text and (text is None or tokens_file is not None or prompt_tokens is not None or stream):
-        _fail(f"{run_dir}: a {run.kind} run speaks --text (not --tokens, --prompt-tokens or --stream)")
+        fail(f"{run_dir}: a {run.kind} run speaks --text (not --tokens, --prompt-tokens or --stream)")
     if not run.takes_text and (tokens_file is None or text is not None or prompt_text is not None):
-        _fail(f"{run_dir}: a {run.kind} run speaks --tokens F.safetensors (not --text or --prompt-text)")
+        fail(f"{run_dir}: a {run.kind} run speaks --tokens F.safetensors (not --text or --prompt-text)")
     prompt = None
     if prompt_latent is not None:
         try:
             prompt, _ = load_latent(prompt_latent)
         except LatentFileError as e:
-            _fail(str(e))
+            fail(str(e))
     args = dict(prompt=prompt, prompt_text=prompt_text, frames=frames, seed=seed, steps=steps,
                 temperature=temperature, cfg_scale=cfg_scale, max_frames=max_frames)
     wrapper = None
@@ -162,7 +156,7 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
             latent = synthesize(run, text, **args).cpu()
             audio = wrapper.decode(latent[None])[0] if wrapper is not None else None
     except SynthesisError as e:
-        _fail(str(e))
+        fail(str(e))
     _write_outputs(run, latent, audio, wrapper, out_latent, output)
     seconds = latent.shape[1] / float(run.latent_info["frame_rate"])
     click.echo(f"{latent.shape[1]} latent frames ({seconds:.2f} s) from {run.kind} run step {run.step}", err=True)
@@ -175,7 +169,7 @@ def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, pre
 
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
     if wrapper.latent_dim != run.stats.dim:
-        _fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
+        fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
     warning = other_autoencoder_warning(f"{run_dir} (its training latents)", str(run.latent_info.get("model", "")),
                                         wrapper.ae_model_path, weights_hash(wrapper.ae_model_path))
     if warning:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from dcae.cli_options import fail
 from dcae.latents import ManifestError
 from dcae.utils.distributed import init_distributed
 
@@ -57,8 +58,7 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
         tokenizer = load_tokenizer(spec, device=dist.device, s3_model=s3_model, s3_flag="--s3-model")
         summary = export_tokens(manifest, tokenizer, batch_size, max_batch_seconds, num_workers)
     except (TokenExportError, ManifestError, FSQTokenizerRunError, S3TokenizerUnavailable) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        fail(str(e))
     if "utterances" in summary:
         seconds = summary["seconds"]
         speed = (f"; this run: {summary['utterances_this_run']} utterances, "
