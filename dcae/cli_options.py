@@ -33,13 +33,55 @@ def vocoder_option(f):
                              "Default: nvidia/bigvgan_v2_22khz_80band_256x.")(f)
 
 
+DEVICE_HELP = "cpu, cuda, cuda:1, mps ... (default: cuda if available)."
+
+
+def device_unavailable(device: str) -> str | None:
+    """Why ``device`` (a ``--device`` value) cannot be used here, or None when it can: not a device
+    name torch knows, a kind of device the commands do not run on, or hardware this machine lacks."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        return f"--device {device}: not a device (want cpu, cuda, cuda:N or mps)"
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}"
+            return f"--device {device}: no CUDA GPU available (torch {torch.__version__} built {build})"
+        if dev.index is not None and dev.index >= count:
+            return f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}"
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            return f"--device {device}: Apple MPS is not available on this machine"
+    elif dev.type != "cpu":
+        return f"--device {device}: the commands run on cpu, cuda or mps, not {dev.type}"
+    return None
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--device`` callback: a usable device passes unchanged, "auto" becomes None (the default),
+    anything else ends the command with one line (:func:`fail`) before any model is loaded."""
+    if value is None or value in ("", "auto"):
+        return None
+    reason = device_unavailable(value)
+    if reason:
+        fail(reason)
+    return value
+
+
+def device_option(help: str = DEVICE_HELP):
+    """``--device``, checked when the command line is read (:func:`_check_device`)."""
+    return click.option("--device", default=None, callback=_check_device, help=help)
+
+
 def runtime_options(f):
     """``--device`` and ``--precision``."""
     f = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                      help="auto: bf16 where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA), else fp32. "
                           "bf16 on CPU/GPU (emulated, slow, on AVX2 CPUs), fp16 on GPU only.")(f)
-    f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
-    return f
+    return device_option()(f)
 
 
 def model_options(f):

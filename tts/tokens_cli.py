@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from dcae.cli_options import fail
+from dcae.cli_options import device_option, fail
 from dcae.latents import ManifestError
 from dcae.utils.distributed import init_distributed
 
@@ -40,7 +40,7 @@ def check_spec(spec: str) -> None:
                    f"(python -m tts.train --model fsq-tokenizer).")
 @click.option("--s3-model", default=None, type=click.Path(dir_okay=False),
               help="Local speech_tokenizer_v2_25hz.onnx (default: the s3tokenizer package's download cache).")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available; torchrun: each rank its GPU).")
+@device_option(help="cpu, cuda, cuda:1 ... (default: cuda if available; torchrun: each rank its GPU).")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
 @click.option("--max-batch-seconds", type=float, default=320.0, show_default=True,
               help="Audio seconds per batch (at most).")
