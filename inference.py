@@ -315,6 +315,25 @@ class DCAEInferenceWrapper(nn.Module):
         return self.decode(self.encode(audio, sample_rate, progress=progress), num_samples=length, progress=progress)
 
 
+class ModelLoadError(ValueError):
+    """A model that cannot be found or loaded (one line: which file, and why)."""
+
+
+def load_wrapper(ae_model: str | Path | None = None, ae_config: str | Path | None = None,
+                 vocoder: str | Path | None = None, device: str | torch.device | None = None,
+                 precision: str = "fp32", with_vocoder: bool = True) -> DCAEInferenceWrapper:
+    """:class:`DCAEInferenceWrapper` from the command flags' values, every model file resolved first (so
+    that offline one message names all files to fetch). Raises :class:`ModelLoadError`."""
+    from dcae import CheckpointError
+
+    try:
+        model, config, vocoder_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=with_vocoder)
+        return DCAEInferenceWrapper(model, config, vocoder_dir, precision=precision, device=device,
+                                    with_vocoder=with_vocoder)
+    except (ModelNotFound, CheckpointError, ValueError) as e:
+        raise ModelLoadError(str(e)) from None
+
+
 def field_windows(total: int, chunk: int, field: ReceptiveField) -> list[tuple[int, int, int, int]]:
     """Windows for a model with receptive field ``field``: one whole window when it is global."""
     if field.is_global:
@@ -439,15 +458,10 @@ def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str, fai
 
 
 def build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder: bool = True) -> DCAEInferenceWrapper:
-    """The wrapper for a command; model problems end the command with one line and exit code 2.
-    Every model file is resolved first, so that offline one line names all files to fetch."""
-    from dcae import CheckpointError
-
+    """:func:`load_wrapper` for a command: model problems end it with one line and exit code 2."""
     try:
-        model, config, vocoder_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=with_vocoder)
-        return DCAEInferenceWrapper(model, config, vocoder_dir, precision=precision, device=device,
-                                    with_vocoder=with_vocoder)
-    except (ModelNotFound, CheckpointError, ValueError) as e:
+        return load_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder)
+    except ModelLoadError as e:
         fail(str(e))
 
 

@@ -9,7 +9,8 @@ Two ways to get the degraded audio:
 Outputs in ``--out``: ``metrics.csv``, ``summary.json`` (and ``copy_synthesis/`` in model mode),
 ``plots/*.png`` with ``--plots``, the listening page ``report.html`` (+ ``report_files/``) with
 ``--html``. The exit code is 1 when any file failed or had no partner; 2 for a usage error (a flag
-that does not apply to the mode given is refused, not ignored).
+that does not apply to the mode given is refused, not ignored) or a filelist or model the run cannot
+start from.
 """
 from __future__ import annotations
 
@@ -173,11 +174,14 @@ def _evaluate_folders(ref: Path, deg: Path, exts: tuple[str, ...], opts: Options
 
 
 def _evaluate_model(filelist: Path, model_flags: dict, opts: Options) -> bool:
-    from evaluation.reconstruct import COPY_SYNTHESIS, RECONSTRUCTED, reconstruct_filelist
+    from evaluation.reconstruct import COPY_SYNTHESIS, RECONSTRUCTED, ReconstructError, reconstruct_filelist
 
     out, workers, plots, examples, progress = opts.out, opts.workers, opts.plots, opts.examples, opts.progress
     audio_dir = out / "audio"
-    jobs, load_failures = reconstruct_filelist(filelist, audio_dir, progress=progress, **model_flags)
+    try:
+        jobs, load_failures = reconstruct_filelist(filelist, audio_dir, progress=progress, **model_flags)
+    except ReconstructError as e:
+        fail(str(e))
     groups = {}
     for group, folder in (("model", RECONSTRUCTED), ("copy_synthesis", COPY_SYNTHESIS)):
         pairs = [Pair(job.name, job.source, audio_dir / folder / job.output_name) for job in jobs]

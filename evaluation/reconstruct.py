@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import torch
 from tqdm import tqdm
 
@@ -33,6 +32,11 @@ class ReconstructionJob:
     output_name: str
 
 
+class ReconstructError(ValueError):
+    """The evaluation cannot start (one line): an unusable filelist, two files that would write one
+    output, or models that cannot be loaded."""
+
+
 def relative_names(paths: list[Path]) -> list[str]:
     """Paths relative to their deepest common folder (POSIX form), e.g. ``spk1/a.wav``."""
     absolute = [p.resolve() for p in paths]
@@ -46,27 +50,31 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
     """Write both renderings of every listed file under ``audio_dir``.
 
     Returns the jobs that produced audio, and an error row for each file that could not be
-    read or reconstructed (the run goes on).
+    read or reconstructed (the run goes on). Raises :class:`ReconstructError` before any file is
+    written when the filelist is unusable, two listed files would write one output (checked before
+    any model is loaded) or the models cannot be loaded.
     """
-    from inference import build_wrapper, fail
+    from inference import ModelLoadError, colliding_outputs, load_wrapper
     from preprocess.filelist import FilelistError, read_filelist
     from vocoder.audio import AudioError, check_audio, load_audio, save_audio
 
     try:
         entries = read_filelist(filelist)
     except FilelistError as e:
-        raise click.ClickException(str(e)) from None
+        raise ReconstructError(str(e)) from None
     if not entries:
-        raise click.ClickException(f"{filelist}: the filelist is empty")
+        raise ReconstructError(f"{filelist}: the filelist is empty")
     names = relative_names([e.path for e in entries])
     output_names = [str(Path(name).with_suffix(".wav")) for name in names]
-    writer: dict[str, Path] = {}
-    for entry, output_name in zip(entries, output_names):  # x.wav and x.mp3 would overwrite each other
-        first = writer.setdefault(output_name, entry.path)
-        if Path(first).resolve() != Path(entry.path).resolve():
-            fail(f"{first} and {entry.path} would both be reconstructed as {output_name}; rename one or list "
-                 f"them in separate evaluations")
-    wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)  # model errors: one line, exit 2
+    clashes = colliding_outputs([(entry.path, Path(name)) for entry, name in zip(entries, output_names)])
+    if clashes:  # x.wav and x.mp3 would overwrite each other
+        first, second, output_name = clashes[0]
+        raise ReconstructError(f"{first} and {second} would both be reconstructed as {output_name}; rename one or "
+                               f"list them in separate evaluations")
+    try:
+        wrapper = load_wrapper(ae_model, ae_config, vocoder, device, precision)
+    except ModelLoadError as e:
+        raise ReconstructError(str(e)) from None
     rate = wrapper.sample_rate
     jobs, failures = [], []
     for entry, name, output_name in tqdm(list(zip(entries, names, output_names)), desc="Reconstructing", unit="file",
