@@ -141,6 +141,33 @@ def _is_hub_id(target: str) -> bool:
     return target.count("/") == 1 and not target.startswith((".", "/", "~"))
 
 
+VOCODER_FILES = ("config.json", "bigvgan_generator.pt")  # NVIDIA's BigVGAN folder layout
+
+
+def _local_vocoder_folder(target: str, needed: tuple[str, ...]) -> Path | None:
+    """The one ``--vocoder`` rule for a local path: a folder holding ``needed``, or that folder's
+    ``config.json`` (the folder is used). Any other file is refused, since the loaders read the
+    folder's ``config.json`` and would silently ignore it. None when ``target`` is not a local path."""
+    p = Path(target)
+    if p.is_file():
+        if p.name != "config.json":
+            raise ModelNotFound(f"{p}: --vocoder takes a BigVGAN folder (config.json + bigvgan_generator.pt) or "
+                                "that folder's config.json, not another file")
+        p = p.parent
+    if not p.is_dir():
+        return None
+    missing = [n for n in needed if not (p / n).is_file()]
+    if missing:
+        raise ModelNotFound(f"{p}: vocoder folder lacks {', '.join(missing)} (NVIDIA's layout: "
+                            "config.json + bigvgan_generator.pt)")
+    return p
+
+
+def _vocoder_not_found(target: str) -> ModelNotFound:
+    return ModelNotFound(f"{target}: vocoder folder not found (pass --vocoder DIR holding config.json and "
+                         f"bigvgan_generator.pt, DIR/config.json, or a hub id such as {DEFAULT_VOCODER_REPO})")
+
+
 def resolve_vocoder_dir(path_or_id: str | Path | None) -> Path:
     """A folder holding BigVGAN's ``config.json`` + ``bigvgan_generator.pt`` (NVIDIA's layout).
 
@@ -148,44 +175,29 @@ def resolve_vocoder_dir(path_or_id: str | Path | None) -> Path:
     given by its ``config.json``; a string that is not an existing path is taken as a hub repo id.
     """
     target = str(path_or_id) if path_or_id not in (None, "") else DEFAULT_VOCODER_REPO
-    p = Path(target)
-    if p.is_file() and p.suffix == ".json":
-        p = p.parent
-    if p.is_dir():
-        missing = [n for n in ("config.json", "bigvgan_generator.pt") if not (p / n).is_file()]
-        if missing:
-            raise ModelNotFound(f"{p}: vocoder folder lacks {', '.join(missing)} (NVIDIA's layout: "
-                                "config.json + bigvgan_generator.pt)")
-        return p
-    if p.exists() or not _is_hub_id(target):
-        raise ModelNotFound(f"{target}: vocoder folder not found (pass --vocoder DIR holding config.json "
-                            "and bigvgan_generator.pt, or a hub id such as " + DEFAULT_VOCODER_REPO + ")")
-    config, _ = _collect([lambda: hub_download(target, "config.json", "--vocoder"),
-                          lambda: hub_download(target, "bigvgan_generator.pt", "--vocoder")])
+    folder = _local_vocoder_folder(target, VOCODER_FILES)
+    if folder is not None:
+        return folder
+    if Path(target).exists() or not _is_hub_id(target):
+        raise _vocoder_not_found(target)
+    config, _ = _collect([lambda name=name: hub_download(target, name, "--vocoder") for name in VOCODER_FILES])
     return config.parent
 
 
 def resolve_mel_config_dir(path_or_id: str | Path | None) -> Path | None:
     """A folder holding the vocoder's ``config.json`` when only its mel settings are needed (encoding):
     ``None`` (or the published vocoder's id) means the packaged copy of the published config; a folder,
-    its ``config.json`` file or a hub id (only ``config.json`` is downloaded) name another one."""
+    its ``config.json`` file or a hub id (only ``config.json`` is downloaded) name another one (the
+    same rule as :func:`resolve_vocoder_dir`, without the weights)."""
     if path_or_id in (None, "") or str(path_or_id) == DEFAULT_VOCODER_REPO:
         return None
     target = str(path_or_id)
-    p = Path(target)
-    if p.is_file():
-        if p.name != "config.json":
-            raise ModelNotFound(f"{p}: --vocoder takes a folder holding config.json, or that config.json "
-                                "(NVIDIA's layout)")
-        return p.parent
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise ModelNotFound(f"{p}: vocoder folder has no config.json")
-        return p
-    if _is_hub_id(target) and not p.exists():
-        return hub_download(target, "config.json", "--vocoder").parent
-    raise ModelNotFound(f"{target}: vocoder config not found (pass --vocoder DIR holding config.json, "
-                        f"DIR/config.json, or a hub id such as {DEFAULT_VOCODER_REPO})")
+    folder = _local_vocoder_folder(target, ("config.json",))
+    if folder is not None:
+        return folder
+    if Path(target).exists() or not _is_hub_id(target):
+        raise _vocoder_not_found(target)
+    return hub_download(target, "config.json", "--vocoder").parent
 
 
 def resolve_models(ae_model: str | Path | None, ae_config: str | Path | None, vocoder: str | Path | None,
