@@ -54,11 +54,6 @@ class RunTokenStream:
         """End of the tokens: the remaining latent chunks."""
         return self._out(self.stream.finish())
 
-    @property
-    def frames_done(self) -> int:
-        """New frames generated so far."""
-        return max(0, self.stream.done - self.stream.prompt_frames)
-
 
 def open_stream(run: TTSRun, prompt: torch.Tensor | None = None, prompt_tokens: TokenChunk | None = None,
                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, seed: int = 0, steps: int | None = None,
