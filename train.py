@@ -33,6 +33,7 @@ from dcae import DCAEWrapper, dispersive_loss
 from dcae.checkpoint import normalise_keys
 from dcae.discriminators import MelDiscriminator
 from dcae.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
+from dcae.hub import ModelNotFound, resolve_vocoder_dir
 from dcae.optim import MuonAdamW, Schedulers
 from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun, run_main
 from dcae.training.schedule import cosine_schedule_with_warmup
@@ -172,16 +173,40 @@ def validate(generator: DCAEWrapper, mel_fn: MelSpectrogram, clips: list[torch.T
 # --------------------------------------------------------------------------- the trainer
 
 
+def vocoder_problem(error: ModelNotFound) -> str:
+    """``error`` in this command's terms: the hub's message names the inference flag ``--vocoder``."""
+    if not error.fetch:
+        return str(error)
+    files = ", ".join(f"https://huggingface.co/{repo}/blob/main/{name}" for repo, name in error.fetch)
+    why = "offline: the hub cannot be reached and they are not cached" if error.offline else "download failed"
+    return (f"cannot get {files} ({why}); fetch them on a machine with internet and pass --vocoder-path DIR "
+            f"(the folder holding config.json and bigvgan_generator.pt)")
+
+
 class DCAETrainer(Trainer):
     """The DC-AE GAN trainer on the shared harness: models, data and the two-update step."""
 
     config_class = TrainConfig
-    user_errors = (FilelistError,)
+    user_errors = (FilelistError, ModelNotFound)
 
     def check(self) -> None:
+        """The files the run needs, before the first step: the validation filelist and vocoder too,
+        which are first used at step ``val_interval``."""
         cfg = self.cfg
         if not Path(cfg.train_dataset_path).is_file():
             raise ConfigError(f"--train-dataset-path: {cfg.train_dataset_path}: filelist not found")
+        if cfg.val_dataset_path:
+            try:
+                entries = read_filelist(cfg.val_dataset_path)
+            except FilelistError as e:
+                raise ConfigError(f"--val-dataset-path: {e}") from None
+            if not entries:
+                raise ConfigError(f"--val-dataset-path: {cfg.val_dataset_path}: filelist has no audio files")
+            if cfg.vocoder_path:
+                try:
+                    resolve_vocoder_dir(cfg.vocoder_path)  # a hub id is downloaded (or found cached) now
+                except ModelNotFound as e:
+                    raise ConfigError(f"--vocoder-path: {vocoder_problem(e)}") from None
 
     def build(self, run: TrainingRun) -> None:
         cfg, device = self.cfg, run.device

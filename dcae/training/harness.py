@@ -48,7 +48,7 @@ from dcae.utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup, i
 from .checkpoints import CheckpointManager
 from .config import RunConfig
 from .flags import config_to_dict, parse_config, save_config
-from .rng import rng_state, seed_everything, set_rng_state
+from .rng import rng_state, rng_unchanged, seed_everything, set_rng_state
 from .sampling import ResumableSampler, mix_seed
 from .scalars import ScalarLog
 
@@ -370,65 +370,69 @@ def train(trainer: Trainer) -> int:
     sums: dict[str, Any] = {}
     counted = consecutive = 0
     code = 0
-    while step < cfg.max_steps:
-        batch = _to_device(next(batches), run.device)
-        run.applied = {}
-        values = trainer.train_step(batch, run)
-        for entry in run.optimizers.values():
-            if entry.scheduler is not None:
-                entry.scheduler.step()
-        step += 1
-        run.step = step
-        bar.update(1)
+    try:
+        while step < cfg.max_steps:
+            batch = _to_device(next(batches), run.device)
+            run.applied = {}
+            values = trainer.train_step(batch, run)
+            for entry in run.optimizers.values():
+                if entry.scheduler is not None:
+                    entry.scheduler.step()
+            step += 1
+            run.step = step
+            bar.update(1)
 
-        skipped = [name for name, ok in run.applied.items() if not ok]
-        if skipped:
-            consecutive += 1
-            nonfinite_total += 1
-            run.log(f"step {step}: non-finite loss or gradient in the {', '.join(skipped)} update; update skipped "
-                    f"({consecutive} in a row, {nonfinite_total} in total)")
-            if consecutive >= cfg.max_nonfinite_steps:
-                run.log(f"stopping: {consecutive} consecutive steps had NaN/Inf losses or gradients. Lower the "
-                        f"learning rate, use --precision fp32, or resume from an earlier checkpoint in "
-                        f"{cfg.checkpoint_dir()}.")
-                code = 1
+            skipped = [name for name, ok in run.applied.items() if not ok]
+            if skipped:
+                consecutive += 1
+                nonfinite_total += 1
+                run.log(f"step {step}: non-finite loss or gradient in the {', '.join(skipped)} update; update skipped "
+                        f"({consecutive} in a row, {nonfinite_total} in total)")
+                if consecutive >= cfg.max_nonfinite_steps:
+                    run.log(f"stopping: {consecutive} consecutive steps had NaN/Inf losses or gradients. Lower the "
+                            f"learning rate, use --precision fp32, or resume from an earlier checkpoint in "
+                            f"{cfg.checkpoint_dir()}.")
+                    code = 1
+                    break
+            else:
+                consecutive = 0
+                counted += 1
+                for key, value in values.items():
+                    value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
+                    sums[key] = sums[key] + value if key in sums else value
+
+            if step % cfg.log_interval == 0 and run.is_main:
+                now = time.perf_counter()
+                rate = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                means = {k: float(v) / max(counted, 1) for k, v in sums.items()}
+                scalars.write(step, {**means, "speed/steps_per_second": rate,
+                                     "speed/samples_per_second": rate * cfg.batch_size * run.world_size,
+                                     "training/nonfinite_steps": float(nonfinite_total)})
+                bar.set_postfix({k.split("/")[-1]: f"{v:.4f}" for k, v in list(means.items())[:4]})
+                sums, counted = {}, 0
+
+            out_of_time = cfg.max_minutes > 0 and time.perf_counter() - started > 60 * cfg.max_minutes
+            if info.is_distributed and cfg.max_minutes > 0:  # every rank stops with the main one
+                flag = torch.tensor([float(out_of_time)], device=run.device)
+                dist.broadcast(flag, 0)
+                out_of_time = bool(flag.item())
+            if step % cfg.save_interval == 0 or step == cfg.max_steps or out_of_time:
+                save_checkpoint(run, trainer, manager, step, nonfinite_total)
+
+            # after the save: a validation that fails loses no steps; it draws nothing from the training streams
+            if step % cfg.val_interval == 0 and run.is_main:
+                with rng_unchanged():
+                    values = trainer.validate(run, step)
+                if values:
+                    scalars.write(step, values)
+                    run.log(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+            if out_of_time:
+                run.log(f"stopping after {cfg.max_minutes} minutes at step {step}")
                 break
-        else:
-            consecutive = 0
-            counted += 1
-            for key, value in values.items():
-                value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
-                sums[key] = sums[key] + value if key in sums else value
-
-        if step % cfg.log_interval == 0 and run.is_main:
-            now = time.perf_counter()
-            rate = (step - step_last) / max(now - t_last, 1e-9)
-            t_last, step_last = now, step
-            means = {k: float(v) / max(counted, 1) for k, v in sums.items()}
-            scalars.write(step, {**means, "speed/steps_per_second": rate,
-                                 "speed/samples_per_second": rate * cfg.batch_size * run.world_size,
-                                 "training/nonfinite_steps": float(nonfinite_total)})
-            bar.set_postfix({k.split("/")[-1]: f"{v:.4f}" for k, v in list(means.items())[:4]})
-            sums, counted = {}, 0
-
-        if step % cfg.val_interval == 0 and run.is_main:
-            values = trainer.validate(run, step)
-            if values:
-                scalars.write(step, values)
-                run.log(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-
-        out_of_time = cfg.max_minutes > 0 and time.perf_counter() - started > 60 * cfg.max_minutes
-        if info.is_distributed and cfg.max_minutes > 0:  # every rank stops with the main one
-            flag = torch.tensor([float(out_of_time)], device=run.device)
-            dist.broadcast(flag, 0)
-            out_of_time = bool(flag.item())
-        if step % cfg.save_interval == 0 or step == cfg.max_steps or out_of_time:
-            save_checkpoint(run, trainer, manager, step, nonfinite_total)
-        if out_of_time:
-            run.log(f"stopping after {cfg.max_minutes} minutes at step {step}")
-            break
-    bar.close()
-    scalars.close()
+    finally:  # the error line of a failed run starts on a line of its own, and the logs are flushed
+        bar.close()
+        scalars.close()
     barrier()
     cleanup()
     return code

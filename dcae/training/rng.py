@@ -1,7 +1,9 @@
 """Random-number state of a training process: seeding, and saving/restoring it with a checkpoint."""
 from __future__ import annotations
 
+import contextlib
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,3 +32,15 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def rng_unchanged() -> Iterator[None]:
+    """Run a block (e.g. validation) without moving the global generators: what it draws does not
+    change what training draws afterwards, so a run restarted from a checkpoint saved just before
+    the block draws the same as the uninterrupted run."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
