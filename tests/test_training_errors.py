@@ -153,3 +153,11 @@ def test_validation_draws_do_not_change_a_resumed_run(tmp_path):
         return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r}
 
     assert losses(tmp_path / "resumed") == losses(tmp_path / "clean") and len(losses(tmp_path / "clean")) == 4
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_user_error_in_a_data_loading_worker_is_its_one_line_message(workers, tmp_path, capsys):
+    code = run_main(ToyTrainer, toy_args(tmp_path / "run", "--val-interval", "100", "--bad-item", "3",
+                                         "--num-workers", str(workers)))
+    assert code == 2
+    assert one_line_error(capsys) == "error: manifest.jsonl: row 3: its token file is truncated"

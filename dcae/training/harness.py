@@ -438,6 +438,19 @@ def train(trainer: Trainer) -> int:
     return code
 
 
+def user_message(error: Exception) -> str:
+    """The message of a user error, also of one a data-loading worker raised: torch re-raises that as
+    the same type with "Caught X in DataLoader worker ... Original Traceback" and the worker's
+    traceback as its message; the original message is the traceback's closing ``module.X: message``."""
+    message = str(error)
+    if not (message.startswith(f"Caught {type(error).__name__} ") and "\nOriginal Traceback" in message):
+        return message
+    lines = message.rstrip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line[:1].isspace()]  # frame and code lines are indented
+    name, _, text = "\n".join(lines[frames[-1] + 1:] if frames else []).partition(": ")
+    return text if text and name.endswith(type(error).__qualname__) else message
+
+
 def _rank0_print(message: str) -> None:
     if os.environ.get("RANK", "0") == "0":
         print(message, file=sys.stderr)
@@ -453,7 +466,7 @@ def run_main(trainer_class: type[Trainer], argv: list[str] | None = None, prog: 
                            log=_rank0_print)
         return train(trainer_class(cfg))
     except (ConfigError, *trainer_class.user_errors) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         cleanup()
         return 2
 
