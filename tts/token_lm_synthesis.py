@@ -27,6 +27,8 @@ from .synthesize import SynthesisError, seeded_generator
 from .token_lm_generate import BistreamGenerator, GenerationOptions, generate_plain
 from .token_sampling import SamplingSettings
 
+_WHITESPACE = re.compile(r"\s")
+
 
 def _need_lm_run(run: TTSRun) -> None:
     if run.kind != "token-lm":
@@ -113,19 +115,34 @@ class TextStreamer:
         opts.prompt_text = run.frontend.encode(self.prefix) if self.prefix else []
         self.fed = len(opts.prompt_text)
         self.text = ""
+        self.cut: int | None = None  # end of the committed text when it was last encoded
+        self.searched, self.last_space = 0, -1  # phonemes: how far the text was searched, its last whitespace
         try:
             self.lm = BistreamGenerator(run.model, opts, seeded_generator(seed, run.model.device))
         except ValueError as e:
             raise SynthesisError(str(e)) from None
 
+    def _cut(self, full: str) -> int:
+        """End of the committed part of ``full`` (which only grows): phonemes: its last whitespace (a
+        word's sound depends on all of it), found in the part not searched yet; else all but the last
+        character."""
+        if self.run.frontend.kind != "phonemes":
+            return len(full) - 1
+        for match in _WHITESPACE.finditer(full, self.searched):
+            self.last_space = match.start()
+        self.searched = len(full)
+        return self.last_space
+
     def _ids(self, final: bool) -> list[int]:
-        """Ids of the committed text not handed over yet."""
+        """Ids of the committed text not handed over yet. The text is encoded whole (the front end
+        reads it in context), but only when the committed part grew: with phonemes once per word,
+        not once per character."""
         full = self.prefix + self.text
-        if not final:  # phonemes: whole words only (a word's sound depends on all of it); else all but the last character
-            cut = (max((m.start() for m in re.finditer(r"\s", full)), default=-1)
-                   if self.run.frontend.kind == "phonemes" else len(full) - 1)
-            if cut <= len(self.prefix) - 1:
+        if not final:
+            cut = self._cut(full)
+            if cut <= len(self.prefix) - 1 or cut == self.cut:  # nothing committed, or nothing new
                 return []
+            self.cut = cut
             full = full[:cut]
         ids = self.run.frontend.encode(full)
         new = ids[self.fed:]
