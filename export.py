@@ -30,8 +30,8 @@ from dcae.checkpoint import CheckpointError
 from dcae.cli_options import ae_options, fail, runtime_options
 from dcae.config import ConfigError, DCAEConfig
 from dcae.hub import ModelNotFound, resolve_models
-from dcae.latents import (LatentMeta, StorePart, done_rows, latent_relpath, load_latent, merge_parts, save_latent,
-                          utterance_id, verify_latent, weights_hash)
+from dcae.latents import (LatentMeta, RunningStats, StorePart, done_rows, latent_relpath, merge_parts, prune_parts,
+                          read_complete_latent, save_latent, utterance_id, weights_hash)
 from dcae.utils import distributed
 from dcae.utils.atomic import atomic_write_json
 from vocoder.audio import AudioError, check_audio, load_audio
@@ -184,7 +184,6 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
     utterances = read_utterances(filelist)
     mine = utterances[dist.rank::dist.world_size]
     latent_dim = encoder.latent_dim
-    part = StorePart.open(out, part_name, latent_dim)
     finished = done_rows(out)
 
     def make_row(utt: Utterance, num_frames: int, num_samples: int) -> dict[str, Any]:
@@ -194,20 +193,19 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
             row["text"] = utt.text
         return row
 
-    # 1. already exported: verify the file, re-encode only if it is missing or broken
-    pending, recovered = [], []
+    # 1. already exported: keep each utterance whose latent file is complete (with the frames of its newest
+    #    committed row, if any: a file written just before a kill has none yet); this rank's part starts afresh
+    #    from them, so a stale row of a redone utterance (its file broke) is in no part the merge reads
+    pending, kept, kept_stats = [], [], RunningStats(latent_dim)
     for utt in mine:
+        latent, meta = read_complete_latent(out / latent_relpath(utt.uid)) or (None, None)
         row = finished.get(utt.uid)
-        latent_path = out / latent_relpath(utt.uid)
-        if row is not None and verify_latent(latent_path, row["num_frames"]):
+        if latent is None or latent.shape[0] != latent_dim or (row is not None and row["num_frames"] != latent.shape[-1]):
+            pending.append(utt)
             continue
-        if row is None and verify_latent(latent_path):  # written, but killed before its row was committed
-            recovered.append(utt)
-            continue
-        pending.append(utt)
-    for utt in recovered:
-        latent, meta = load_latent(out / latent_relpath(utt.uid))
-        part.commit([make_row(utt, latent.shape[-1], meta.num_samples)], [latent])
+        kept.append(make_row(utt, latent.shape[-1], meta.num_samples))
+        kept_stats.add(latent)
+    part = StorePart.start(out, part_name, latent_dim, kept, kept_stats)
 
     # 2. encode the rest, batched by equal latent length, decoding in background workers
     failures = 0
@@ -257,7 +255,8 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
         markers = [out / "parts" / f"{dist.world_size}x{r}.done" for r in range(dist.world_size)]
         while not all(m.is_file() for m in markers):
             time.sleep(poll_seconds)
-        summary.update(merge_parts(out, [u.uid for u in utterances], latent_dim))
+        summary.update(merge_parts(out, [u.uid for u in utterances], latent_dim, dist.world_size))
+        prune_parts(out, dist.world_size)
         summary["audio_seconds_this_run"] = audio_seconds
     distributed.barrier()
     distributed.cleanup()

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import export
 from dcae import DCAEWrapper
-from dcae.latents import StorePart, load_latent
+from dcae.latents import StoreError, StorePart, done_rows, load_latent, merge_parts
 
 from .conftest import REPO, TINY_CONFIG
 
@@ -174,6 +174,118 @@ def test_broken_latent_is_redone(tmp_path, corpus, tiny_checkpoint):
     assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0
     again, again_meta = load_latent(target)
     assert torch.equal(again, good) and again_meta == good_meta
+
+
+def export_as_ranks(args: list[str], world_size: int, monkeypatch) -> None:
+    """`dcae export` as each rank of a ``world_size``-process run in turn, in this process (rank 0 last:
+    it merges once every rank's done marker exists): the files torchrun ranks write, without a process group."""
+    from dcae.utils.distributed import DistInfo
+
+    for rank in reversed(range(world_size)):
+        monkeypatch.setattr(export.distributed, "init_distributed",
+                            lambda device=None, rank=rank: DistInfo(rank, rank, world_size, torch.device("cpu")))
+        result = run_cli(args)
+        assert result.exit_code == 0, result.output
+
+
+def count_encoded(monkeypatch) -> list[int]:
+    """Record how many utterances each encoder batch gets."""
+    calls: list[int] = []
+    original = export.LatentEncoder.encode
+
+    def counting(self, audios):
+        calls.append(len(audios))
+        return original(self, audios)
+
+    monkeypatch.setattr(export.LatentEncoder, "encode", counting)
+    return calls
+
+
+def assert_same_export(out: Path, clean: Path) -> None:
+    """``out`` holds the manifest, latents and statistics of the uninterrupted export ``clean``."""
+    rows = read_manifest(out)
+    assert rows == read_manifest(clean) and len({r["id"] for r in rows}) == len(rows)
+    for row in rows:
+        assert torch.allclose(load_latent(out / row["latent_path"])[0], load_latent(clean / row["latent_path"])[0],
+                              atol=1e-5, rtol=1e-5)
+    stats, clean_stats = (json.loads((d / "stats.json").read_text()) for d in (out, clean))
+    assert (stats["num_frames"], stats["num_utterances"]) == (clean_stats["num_frames"], clean_stats["num_utterances"])
+    assert np.allclose(stats["mean"], clean_stats["mean"], atol=1e-6)
+    assert np.allclose(stats["std"], clean_stats["std"], atol=1e-6)
+
+
+@pytest.mark.parametrize("first, second", [(1, 1), (1, 2), (2, 1)])
+def test_broken_latents_are_redone_once(tmp_path, corpus, tiny_checkpoint, monkeypatch, first, second):
+    """Committed utterances whose latent file was truncated or deleted are encoded again by a rerun of the
+    same or another world size and replace their old rows: each id once, stats.json as a clean export's,
+    and a further rerun has nothing to do."""
+    clean = tmp_path / "clean"
+    assert run_cli(export_args(corpus, clean, tiny_checkpoint)).exit_code == 0
+    out = tmp_path / "latents"
+    args = export_args(corpus, out, tiny_checkpoint)
+    export_as_ranks(args, first, monkeypatch)
+    rows = read_manifest(out)
+    truncated = out / rows[3]["latent_path"]
+    truncated.write_bytes(truncated.read_bytes()[:-9])
+    (out / rows[8]["latent_path"]).unlink()
+
+    encoded = count_encoded(monkeypatch)
+    export_as_ranks(args, second, monkeypatch)
+    assert sum(encoded) == 2
+    assert_same_export(out, clean)
+    assert sorted(p.name for p in (out / "parts").glob("*.stats.json")) == [f"{second}x{r}.stats.json"
+                                                                          for r in range(second)]
+    encoded.clear()
+    export_as_ranks(args, second, monkeypatch)
+    assert encoded == []
+    assert_same_export(out, clean)
+
+
+def test_replaced_audio_is_redone_once(tmp_path, corpus, tiny_checkpoint, monkeypatch):
+    """An audio file replaced by a longer one and its latent deleted: the rerun encodes the new audio, its
+    row replaces the old one (stats.json as a clean export of the new audio), a further rerun keeps it."""
+    out = tmp_path / "latents"
+    assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0
+    row = read_manifest(out)[5]
+    sf.write(row["audio_path"], tone(3.0, 22050, 300), 22050)
+    (out / row["latent_path"]).unlink()
+    encoded = count_encoded(monkeypatch)
+    assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0
+    assert encoded == [1]
+    clean = tmp_path / "clean"
+    assert run_cli(export_args(corpus, clean, tiny_checkpoint)).exit_code == 0
+    assert read_manifest(clean)[5]["num_frames"] > row["num_frames"]
+    assert_same_export(out, clean)
+    encoded.clear()
+    assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0
+    assert encoded == [] and len((out / "parts" / "1x0.jsonl").read_text().splitlines()) == 12
+    assert_same_export(out, clean)
+
+
+def store_row(uid: str, num_frames: int) -> dict:
+    return {"id": uid, "audio_path": f"{uid}.wav", "latent_path": f"latents/{uid}.safetensors", "num_frames": num_frames}
+
+
+def test_done_rows_takes_the_newest_row_of_an_id(tmp_path):
+    """Parts are read least recently committed first, rows in commit order: the last row of an id counts."""
+    newer, older = StorePart.start(tmp_path, "1x0", 2), StorePart.start(tmp_path, "2x1", 2)
+    older.commit([store_row("a", 1), store_row("b", 1)], [torch.ones(2, 1)] * 2)
+    newer.commit([store_row("a", 2)], [torch.ones(2, 2)])
+    newer.commit([store_row("a", 3)], [torch.ones(2, 3)])
+    os.utime(older.stats_path, ns=(1_000_000_000, 1_000_000_000))  # "2x1" sorts last by name, but is older
+    assert {uid: row["num_frames"] for uid, row in done_rows(tmp_path).items()} == {"a": 3, "b": 1}
+
+
+def test_merge_refuses_an_id_in_two_parts(tmp_path):
+    """Keeping one row would leave the other part's frames in the sums: a one-line error saying what to do."""
+    for name in ("2x0", "2x1"):
+        StorePart.start(tmp_path, name, 2).commit([store_row("a", 1)], [torch.ones(2, 1)])
+    with pytest.raises(StoreError) as error:
+        merge_parts(tmp_path, ["a"], 2)
+    message = str(error.value)
+    assert "utterance a is also in 2x" in message and "count twice" in message and "rerun the export" in message
+    assert "\n" not in message and not (tmp_path / "manifest.jsonl").exists()
+    assert merge_parts(tmp_path, ["a"], 2, world_size=1) == {"utterances": 0, "frames": 0, "failed": 0}
 
 
 def test_sigkill_midway_then_resume(tmp_path, corpus, tiny_checkpoint):

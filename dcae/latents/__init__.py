@@ -15,7 +15,8 @@ from .file import (DEFAULT_FRAME_RATE, DEFAULT_HOP_LENGTH, DEFAULT_SAMPLE_RATE, 
                    check_complete, load_latent, save_latent, weights_hash)
 from .manifest import MANIFEST_KEYS, ManifestError, read_manifest, write_manifest
 from .stats import LatentStats, RunningStats
-from .store import StorePart, done_rows, latent_relpath, merge_parts, utterance_id, verify_latent
+from .store import (StoreError, StorePart, done_rows, latent_relpath, merge_parts, prune_parts,
+                    read_complete_latent, utterance_id)
 from .tensor_file import TensorFileError
 from .tokens import TokenFileError, TokenMeta, load_tokens, save_tokens
 
@@ -25,6 +26,7 @@ __all__ = [
     "TokenMeta", "TokenFileError", "save_tokens", "load_tokens", "TensorFileError",
     "ManifestError", "read_manifest", "write_manifest", "MANIFEST_KEYS",
     "RunningStats", "LatentStats",
-    "StorePart", "done_rows", "merge_parts", "utterance_id", "latent_relpath", "verify_latent",
+    "StorePart", "StoreError", "done_rows", "merge_parts", "prune_parts", "utterance_id", "latent_relpath",
+    "read_complete_latent",
     "LatentManifestDataset", "pad_sequences", "collate_latents",
 ]

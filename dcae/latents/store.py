@@ -4,15 +4,22 @@ Layout of an export folder ``DIR``::
 
     DIR/export.json                 settings of the export (model hash, mel config, dtype)
     DIR/latents/ab/<name>-<hash>.safetensors   one file per utterance (:mod:`dcae.latents.file`)
-    DIR/parts/<W>x<R>.jsonl         manifest rows written by rank R of a W-process run
+    DIR/parts/<W>x<R>.jsonl         manifest rows of rank R's share in a W-process run
     DIR/parts/<W>x<R>.stats.json    that part's running sums, covering its first ``rows`` rows
-    DIR/parts/<W>x<R>.failed.jsonl  inputs that could not be exported, with the reason
+    DIR/parts/<W>x<R>.failed.jsonl  inputs of that share that could not be exported in that run
     DIR/manifest.jsonl, DIR/stats.json, DIR/failed.jsonl    merged at the end
 
 Crash safety: a latent file is written atomically first, then its row is appended to the part,
-then the part's statistics snapshot is replaced atomically. On restart, rows past the snapshot
-are dropped and recovered from their (complete) latent files, so every utterance ends up in the
-manifest exactly once and in the statistics exactly once, whenever the process was killed.
+then the part's statistics snapshot is replaced atomically; rows past the snapshot are ignored.
+
+Resuming: the latent files are the truth, the committed rows a record of them. Every run starts
+each rank's part afresh (:meth:`StorePart.start`) with the utterances of its share whose latent
+file is complete (and has the frames of the newest committed row, when there is one), their
+statistics summed from those files, and then encodes the rest. So a part never holds an utterance
+twice, nor one whose latent broke, whatever earlier runs (of any world size) left; the merge reads
+only the parts of the run that finished, so every utterance ends up in the manifest and in the
+statistics exactly once, whenever a process was killed and however the rerun is sharded. Parts of
+other world sizes are removed after a merge (:func:`prune_parts`).
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ import torch
 
 from dcae.utils.atomic import atomic_write_json, atomic_write_text
 
-from .file import LatentFileError, load_latent
+from .file import LatentFileError, LatentMeta, load_latent
 from .manifest import write_manifest
 from .stats import RunningStats
 
@@ -65,13 +72,17 @@ def _committed_rows(stats_path: Path) -> tuple[dict[str, Any], list[dict[str, An
     return snapshot, _read_jsonl(rows_path)[: int(snapshot["rows"])]
 
 
-def verify_latent(path: Path, num_frames: int | None = None) -> bool:
-    """True if ``path`` is a complete latent file (readable header and data, expected frames)."""
+class StoreError(ValueError):
+    """Export parts that cannot be merged (the message is one line for the user)."""
+
+
+def read_complete_latent(path: Path) -> tuple[torch.Tensor, LatentMeta] | None:
+    """A complete latent file's (latent (D, frames) in its stored dtype, metadata), or None when it is
+    missing, truncated or not a latent file."""
     try:
-        latent, _ = load_latent(path, dtype=None)
+        return load_latent(path, dtype=None)
     except LatentFileError:
-        return False
-    return num_frames is None or latent.shape[-1] == num_frames
+        return None
 
 
 @dataclass
@@ -97,6 +108,23 @@ class StorePart:
         return self.root / "parts" / f"{self.name}.failed.jsonl"
 
     @classmethod
+    def start(cls, root: Path, name: str, dim: int, rows: Iterable[dict[str, Any]] = (),
+              stats: RunningStats | None = None) -> "StorePart":
+        """This run's part ``name``, replacing whatever an earlier run left under that name: ``rows``
+        (their latent files verified by the caller) with ``stats``, their sums (None: nothing summed).
+        The part's failures are cleared: this run tries those inputs again.
+
+        The rows file is replaced before the snapshot: a kill in between leaves a part whose rows and
+        sums disagree, which no merge reads (the merge waits for every rank of one run to finish) and
+        the next run starts afresh again; its rows are only used as hints checked against the files."""
+        part = cls(root=root, name=name, dim=dim, rows=list(rows), stats=stats or RunningStats(dim))
+        part.rows_path.parent.mkdir(parents=True, exist_ok=True)
+        part.failed_path.unlink(missing_ok=True)
+        atomic_write_text(part.rows_path, "".join(json.dumps(r) + "\n" for r in part.rows))
+        part._snapshot()
+        return part
+
+    @classmethod
     def open(cls, root: Path, name: str, dim: int) -> "StorePart":
         """Load a part, dropping rows written after its last statistics snapshot."""
         part = cls(root=root, name=name, dim=dim)
@@ -120,6 +148,9 @@ class StorePart:
         for latent in latents:
             self.stats.add(latent)
         self.rows.extend(rows)
+        self._snapshot()
+
+    def _snapshot(self) -> None:
         atomic_write_json(self.stats_path, {"rows": len(self.rows), "stats": self.stats.to_dict()})
 
     def record_failure(self, audio_path: str, reason: str) -> None:
@@ -127,18 +158,37 @@ class StorePart:
             f.write(json.dumps({"audio_path": audio_path, "error": reason}) + "\n")
 
 
-def _part_snapshots(root: Path) -> list[Path]:
+PART_NAME = re.compile(r"(\d+)x(\d+)\.")  # <W>x<R>. at the start of every file of a part
+
+
+def _part_snapshots(root: Path, world_size: int | None = None) -> list[Path]:
+    """The statistics snapshots of ``root``'s parts (of ``world_size`` only, when given), least recently
+    committed first."""
     parts = root / "parts"
-    return sorted(parts.glob("*.stats.json")) if parts.is_dir() else []
+    if not parts.is_dir():
+        return []
+    pattern = "*.stats.json" if world_size is None else f"{world_size}x*.stats.json"
+    return sorted(parts.glob(pattern), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def done_rows(root: Path) -> dict[str, dict[str, Any]]:
-    """Every committed row of every part of ``root`` (any earlier world size), by id."""
+    """The newest committed row of each id in ``root``'s parts (any earlier world size): parts are read
+    from the least to the most recently committed, rows in commit order, and a later row of an id
+    replaces an earlier one (an utterance redone after its file broke)."""
     out: dict[str, dict[str, Any]] = {}
     for stats_path in _part_snapshots(root):
         for row in _committed_rows(stats_path)[1]:
-            out.setdefault(row["id"], row)
+            out[row["id"]] = row
     return out
+
+
+def prune_parts(root: Path, world_size: int) -> None:
+    """Remove the parts of other world sizes than ``world_size`` (superseded once that run merged)."""
+    parts = root / "parts"
+    for path in parts.iterdir() if parts.is_dir() else ():
+        match = PART_NAME.match(path.name)
+        if match and int(match[1]) != world_size:
+            path.unlink(missing_ok=True)
 
 
 TOKEN_FIELDS = ("token_path", "num_tokens", "token_rate")
@@ -153,25 +203,34 @@ def _previous_token_fields(root: Path) -> dict[str, dict[str, Any]]:
     return kept
 
 
-def merge_parts(root: Path, order: Iterable[str], dim: int) -> dict[str, Any]:
-    """Write ``manifest.jsonl`` (rows in ``order`` of ids), ``stats.json`` and ``failed.jsonl``.
+def merge_parts(root: Path, order: Iterable[str], dim: int, world_size: int | None = None) -> dict[str, Any]:
+    """Write ``manifest.jsonl`` (rows in ``order`` of ids), ``stats.json`` and ``failed.jsonl`` from the
+    parts of ``world_size`` (None: every part).
 
-    Token fields that ``dcae tokens`` added to the previous manifest are carried over (their file exists)."""
+    Token fields that ``dcae tokens`` added to the previous manifest are carried over (their file exists).
+    An id in two parts (or twice in one) raises :class:`StoreError` rather than keeping one row: a part's
+    statistics are sums that cannot drop one utterance's frames, so they would count twice. The exporter
+    starts its parts afresh every run, so this takes parts edited or mixed by hand; rerunning the export
+    rebuilds them from the latent files."""
     rows: dict[str, dict[str, Any]] = {}
+    where: dict[str, Path] = {}
     stats = RunningStats(dim)
-    for stats_path in _part_snapshots(root):
+    for stats_path in _part_snapshots(root, world_size):
         snapshot, part_rows = _committed_rows(stats_path)
-        duplicates = [r for r in part_rows if r["id"] in rows]
-        if duplicates:  # cannot happen through the exporter; guard the statistics anyway
-            raise RuntimeError(f"{stats_path}: {len(duplicates)} utterances also exported by another part")
-        rows.update((r["id"], r) for r in part_rows)
+        for row in part_rows:
+            if row["id"] in rows:
+                raise StoreError(f"{stats_path}: utterance {row['id']} is also in {where[row['id']].name}, so its "
+                                 f"frames would count twice in stats.json; rerun the export (it rebuilds its parts "
+                                 f"from the latent files)")
+            rows[row["id"]], where[row["id"]] = row, stats_path
         stats.merge(RunningStats.from_dict(snapshot["stats"]))
     tokens = _previous_token_fields(root)  # a rerun of the export keeps the tokens added to its rows
     ordered = [{**rows[i], **tokens.get(i, {})} for i in order if i in rows]
     write_manifest(root / "manifest.jsonl", ordered)
     stats.finish().save(root / "stats.json", num_utterances=len(ordered))
     failed: dict[str, dict[str, Any]] = {}
-    for path in sorted((root / "parts").glob("*.failed.jsonl")):
+    prefix = "" if world_size is None else f"{world_size}x"
+    for path in sorted((root / "parts").glob(f"{prefix}*.failed.jsonl")):
         for row in _read_jsonl(path):
             failed[row["audio_path"]] = row
     exported_paths = {r["audio_path"] for r in ordered}
