@@ -163,6 +163,34 @@ def test_resume_after_a_crash_redoes_only_what_is_needed(corpus, fsq_run, tmp_pa
     assert calls == [] and rows_of(corpus) == rows_of(clean / "manifest.jsonl")
 
 
+def test_a_redone_row_is_not_redone_again(corpus, fsq_run, tmp_path, monkeypatch):
+    """An audio file replaced by a longer one and its token file deleted: the rerun tokenizes it again, and
+    a further rerun takes the new row (the newest) as done instead of tokenizing it on every run."""
+    rows = rows_of(corpus)
+    replaced = tmp_path / "replaced.wav"
+    shutil.copy(rows[2]["audio_path"], replaced)
+    rows[2]["audio_path"] = str(replaced)
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_cli(*tokens_args(corpus, fsq_run)).exit_code == 0
+    before = rows_of(corpus)[2]
+    longest = max(rows, key=lambda r: r["duration"])
+    assert longest["duration"] > rows[2]["duration"]
+    shutil.copy(longest["audio_path"], replaced)
+    (corpus.parent / before["token_path"]).unlink()
+
+    calls = count_tokenized(monkeypatch)
+    assert run_cli(*tokens_args(corpus, fsq_run)).exit_code == 0
+    assert sum(calls) == 1
+    after = rows_of(corpus)[2]
+    assert after["num_tokens"] > before["num_tokens"]
+    assert after["num_tokens"] == load_tokens(corpus.parent / after["token_path"])[0].numel()
+    calls.clear()
+    assert run_cli(*tokens_args(corpus, fsq_run)).exit_code == 0
+    assert calls == [] and rows_of(corpus)[2] == after
+    part = [json.loads(line) for line in (corpus.parent / "tokens" / "parts" / "1x0.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in part) == sorted(r["id"] for r in rows)  # each id once
+
+
 @pytest.mark.slow
 def test_sigkill_midway_then_rerun(exported, fsq_run, tmp_path):
     """A real SIGKILL while tokenizing, then a rerun: every row has its tokens, the same as an uninterrupted run."""

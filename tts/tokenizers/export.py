@@ -15,9 +15,10 @@ Layout added to an export folder ``DIR`` (the one ``dcae export`` wrote)::
 Rank ``r`` of ``W`` takes the manifest rows ``r::W``; rank 0 merges once every rank's done marker
 exists. Crash safety: a token file is written atomically, then its row is appended to the rank's
 part (:class:`dcae.latents.StorePart`). A rerun verifies the files of committed rows (complete, the
-promised length, written by this tokenizer: the weights fingerprint is in each file's metadata),
-takes over files that were written but not committed, and tokenizes only the rest. Rows that fail
-keep their latent and get no token fields.
+length of the id's newest committed row, written by this tokenizer: the weights fingerprint is in
+each file's metadata), takes over files that were written but not committed, starts each rank's part
+afresh with the rows it kept, and tokenizes only the rest (so a row redone once is kept by the next
+rerun, and a part holds each id once). Rows that fail keep their latent and get no token fields.
 
 Audio is each row's ``audio_path`` decoded at the tokenizer's rate (:func:`vocoder.audio.load_audio`),
 batched longest first with bounded samples per batch. Tokenizers guarantee batch == single, so a
@@ -260,26 +261,24 @@ def export_tokens(manifest: str | Path, tokenizer: SpeechTokenizer, batch_size: 
     distributed.barrier()
 
     mine = rows[dist.rank::dist.world_size]
-    part = StorePart.open(tokens_root, part_name, 1)  # rows only: no statistics for tokens
-    committed = done_rows(tokens_root)
+    committed = done_rows(tokens_root)  # the newest committed row of each id
     final: dict[str, int] = {}  # id -> num_tokens, this rank's result
     failed: dict[str, dict[str, Any]] = {}
 
-    # 1. verify what earlier runs did; take over files written but not committed
+    # 1. keep each row whose token file is complete, by this tokenizer, with its newest committed row's length (a
+    #    file written just before a kill has no row yet: taken over); this rank's part starts afresh from them
     pending = []
     for row in mine:
         uid = str(row["id"])
         previous = committed.get(uid)
-        path = root / token_relpath(uid)
-        if previous is not None and verify_token_file(path, fingerprint, int(previous["num_tokens"])) is not None:
-            final[uid] = int(previous["num_tokens"])
-            continue
-        n = verify_token_file(path, fingerprint) if previous is None else None
-        if n is not None:  # written, then killed before its row was committed
-            part.commit([{"id": uid, "token_path": token_relpath(uid), "num_tokens": n}], [])
+        n = verify_token_file(root / token_relpath(uid), fingerprint,
+                              None if previous is None else int(previous["num_tokens"]))
+        if n is None:
+            pending.append(row)
+        else:
             final[uid] = n
-            continue
-        pending.append(row)
+    part = StorePart.start(tokens_root, part_name, 1,  # rows only: no statistics for tokens
+                           [{"id": uid, "token_path": token_relpath(uid), "num_tokens": n} for uid, n in final.items()])
 
     # 2. tokenize the rest, longest first, decoding in background workers
     progress = Progress(started=time.perf_counter())
