@@ -34,6 +34,7 @@ from typing import Any, Iterable
 import torch
 
 from dcae.utils.atomic import atomic_write_json, atomic_write_text
+from dcae.utils.jsonl import read_jsonl
 
 from .file import LatentFileError, LatentMeta, load_latent
 from .manifest import write_manifest
@@ -53,23 +54,11 @@ def latent_relpath(uid: str) -> str:
     return f"latents/{uid[-10:-8]}/{uid}.safetensors"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a kill: everything after it is dropped
-            break
-    return rows
-
-
 def _committed_rows(stats_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A part's statistics snapshot and the rows it covers (rows written after it are dropped)."""
     snapshot = json.loads(stats_path.read_text())
     rows_path = stats_path.with_name(stats_path.name.replace(".stats.json", ".jsonl"))
-    return snapshot, _read_jsonl(rows_path)[: int(snapshot["rows"])]
+    return snapshot, read_jsonl(rows_path)[: int(snapshot["rows"])]
 
 
 class StoreError(ValueError):
@@ -197,7 +186,7 @@ TOKEN_FIELDS = ("token_path", "num_tokens", "token_rate")
 def _previous_token_fields(root: Path) -> dict[str, dict[str, Any]]:
     """Token fields (``dcae tokens``) of the current ``manifest.jsonl`` rows whose token file exists, by id."""
     kept: dict[str, dict[str, Any]] = {}
-    for row in _read_jsonl(root / "manifest.jsonl"):
+    for row in read_jsonl(root / "manifest.jsonl"):
         if all(k in row for k in TOKEN_FIELDS) and (root / row["token_path"]).is_file():
             kept[row["id"]] = {k: row[k] for k in TOKEN_FIELDS}
     return kept
@@ -231,7 +220,7 @@ def merge_parts(root: Path, order: Iterable[str], dim: int, world_size: int | No
     failed: dict[str, dict[str, Any]] = {}
     prefix = "" if world_size is None else f"{world_size}x"
     for path in sorted((root / "parts").glob(f"{prefix}*.failed.jsonl")):
-        for row in _read_jsonl(path):
+        for row in read_jsonl(path):
             failed[row["audio_path"]] = row
     exported_paths = {r["audio_path"] for r in ordered}
     still_failed = [r for p, r in failed.items() if p not in exported_paths]

@@ -11,19 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from dcae.utils.atomic import atomic_write_text
+from dcae.utils.jsonl import read_jsonl
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``metrics.jsonl`` (a torn last line from a kill is ignored)."""
-    path = Path(path)
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return rows
+    return read_jsonl(path)
 
 
 class ScalarLog:
