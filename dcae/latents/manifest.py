@@ -1,8 +1,9 @@
 """``manifest.jsonl``: one JSON object per utterance (DESIGN.md, Formats).
 
 Required keys ``id``, ``latent_path``, ``num_frames``; usually ``audio_path``, ``duration``,
-``text``; for speech-token models ``token_path``, ``num_tokens``, ``token_rate``. Paths are stored
-relative to the manifest's folder (or absolute); :func:`read_manifest` makes them absolute.
+``text``; for speech-token models ``token_path``, ``num_tokens``, ``token_rate``; with speaker
+embeddings ``speaker_path``. The file paths (``PATH_KEYS``) are stored relative to the manifest's
+folder (or absolute); :func:`read_manifest` makes them absolute.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any, Iterable, Sequence
 from dcae.utils.atomic import atomic_write_text
 
 REQUIRED_KEYS = ("id", "latent_path", "num_frames")
-PATH_KEYS = ("latent_path", "token_path")
+PATH_KEYS = ("latent_path", "token_path", "speaker_path")
 MANIFEST_KEYS = ("id", "audio_path", "latent_path", "num_frames", "duration", "text", "token_path", "num_tokens",
-                 "token_rate")
+                 "token_rate", "speaker_path")
 
 
 class ManifestError(ValueError):
@@ -23,7 +24,7 @@ class ManifestError(ValueError):
 
 
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``manifest.jsonl`` with ``latent_path`` / ``token_path`` made absolute.
+    """Rows of a ``manifest.jsonl`` with the file paths (``PATH_KEYS``) made absolute.
     Raises :class:`ManifestError` (one line naming the file, line and reason)."""
     path = Path(path)
     try:

@@ -9,7 +9,7 @@ Rows are checked once: every token file must have the same token rate (the manif
 ``token_rate``, else the file's metadata), and each latent's frame count must match
 ``round(num_tokens / token_rate * frame_rate)`` within ``length_tolerance`` frames (more means the
 tokens and the latent come from different audio). With ``speaker_dim`` > 0 each row also needs
-``speaker_path``: a safetensors file with a float tensor ``embedding`` (speaker_dim,).
+``speaker_path``: a safetensors file with a float tensor ``embedding`` (speaker_dim,) (:mod:`.speaker`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch.utils.data import Dataset
 
 from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, TokenFileError, load_tokens, pad_sequences
@@ -29,6 +28,7 @@ from ..length_regulator import frames_for_tokens
 from ..run import save_run_files
 from ..token_flow_model import TokenFlowConfig
 from .model_trainer import ModelTrainer, is_restart
+from .speaker import load_speaker_embedding, speaker_paths
 
 KIND = "token-flow"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
@@ -76,33 +76,13 @@ def model_config(cfg: TokenFlowTrainConfig, vocab_size: int, latent_dim: int, to
     return asdict(TokenFlowConfig(**fields))
 
 
-def load_speaker_embedding(path: str | Path) -> torch.Tensor:
-    """Float tensor ``embedding`` (S,) of a safetensors file. Raises :class:`ManifestError`."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            if "embedding" not in f.keys():
-                raise ManifestError(f"{path}: no tensor 'embedding' (a speaker embedding file holds one, shape (S,))")
-            emb = f.get_tensor("embedding")
-    except (OSError, RuntimeError) as e:
-        raise ManifestError(f"{path}: cannot read speaker embedding ({str(e).splitlines()[0]})") from None
-    if emb.ndim != 1 or not emb.dtype.is_floating_point:
-        raise ManifestError(f"{path}: 'embedding' must be a 1-D float tensor, got {emb.dtype} {tuple(emb.shape)}")
-    return emb.float()
-
-
 class TokenLatents(Dataset):
     """``{"tokens" (N,), "latent" (T, D)[, "speaker" (S,)]}`` per manifest row."""
 
     def __init__(self, latents: LatentManifestDataset, speaker_dim: int = 0):
         self.latents = latents
-        self.speaker_paths = []
-        if speaker_dim > 0:
-            base = latents.manifest_path.parent
-            for row in latents.rows:
-                if not row.get("speaker_path"):
-                    raise ManifestError(f"{latents.manifest_path}: row {row['id']} has no speaker_path "
-                                        f"(--speaker-dim {speaker_dim} needs one per row)")
-                self.speaker_paths.append(base / row["speaker_path"])
+        self.speaker_dim = speaker_dim
+        self.speaker_paths = speaker_paths(latents.manifest_path, latents.rows, speaker_dim)
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -111,7 +91,7 @@ class TokenLatents(Dataset):
         item = self.latents[index]
         out = {"tokens": item["tokens"], "latent": item["latent"]}
         if self.speaker_paths:
-            out["speaker"] = load_speaker_embedding(self.speaker_paths[index])
+            out["speaker"] = load_speaker_embedding(self.speaker_paths[index], self.speaker_dim)
         return out
 
 

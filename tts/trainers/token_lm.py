@@ -31,7 +31,7 @@ from ..text import KINDS as FRONTEND_KINDS, FrontendError, TextFrontend
 from ..token_lm import TokenLMConfig
 from ..token_lm_layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
 from .model_trainer import ModelTrainer, is_restart
-from .token_flow import load_speaker_embedding
+from .speaker import load_speaker_embedding, speaker_paths
 
 KIND = "token-lm"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
@@ -166,13 +166,7 @@ class TextTokenPairs(Dataset):
         if empty:
             raise ManifestError(f"{manifest}: {len(empty)} row(s) have text with no symbols (first: {empty[0]})")
         self.bistream_prob = bistream_prob if cfg.bistream else 0.0
-        self.speaker_paths = []
-        if cfg.speaker_dim:
-            missing = [r["id"] for r in rows if not r.get("speaker_path")]
-            if missing:
-                raise ManifestError(f"{manifest}: row {missing[0]} has no speaker_path "
-                                    f"(--speaker-dim {cfg.speaker_dim} needs one per row)")
-            self.speaker_paths = [Path(manifest).parent / r["speaker_path"] for r in rows]
+        self.speaker_paths = speaker_paths(manifest, rows, cfg.speaker_dim)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -195,7 +189,7 @@ class TextTokenPairs(Dataset):
         item = {"inputs": torch.tensor(lay.inputs), "targets": torch.tensor(lay.targets),
                 "is_text": torch.tensor(lay.is_text)}
         if self.speaker_paths:
-            item["speaker"] = load_speaker_embedding(self.speaker_paths[index])
+            item["speaker"] = load_speaker_embedding(self.speaker_paths[index], self.cfg.speaker_dim)
         return item
 
 

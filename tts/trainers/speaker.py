@@ -1,0 +1,49 @@
+"""Speaker embeddings of manifest rows (``--speaker-dim`` S > 0, token-flow and token-lm).
+
+Each row's ``speaker_path`` (relative to the manifest's folder, like ``latent_path``;
+:func:`~dcae.latents.read_manifest` makes it absolute) names a safetensors file holding a float
+tensor ``embedding`` of shape (S,).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dcae.latents import ManifestError, TensorFileError
+from dcae.latents.tensor_file import read_tensor
+
+SPEAKER_KEY = "embedding"
+
+
+def speaker_paths(manifest: str | Path, rows: list[dict[str, Any]], speaker_dim: int) -> list[Path]:
+    """Every row's speaker file ([] when ``speaker_dim`` is 0). Raises :class:`ManifestError` naming the
+    first row without ``speaker_path`` or whose file does not exist."""
+    if speaker_dim <= 0:
+        return []
+    paths = []
+    for row in rows:
+        if not row.get("speaker_path"):
+            raise ManifestError(f"{manifest}: row {row['id']} has no speaker_path "
+                                f"(--speaker-dim {speaker_dim} needs one per row)")
+        path = Path(row["speaker_path"])
+        if not path.is_file():
+            raise ManifestError(f"{manifest}: row {row['id']}: speaker embedding {path} not found")
+        paths.append(path)
+    return paths
+
+
+def load_speaker_embedding(path: str | Path, speaker_dim: int | None = None) -> torch.Tensor:
+    """The float tensor ``embedding`` (S,) of a speaker file; with ``speaker_dim``, S must equal it.
+    Raises :class:`ManifestError` (one line naming the file)."""
+    try:
+        emb, _ = read_tensor(path, SPEAKER_KEY)
+    except TensorFileError as e:
+        raise ManifestError(f"speaker embedding {e}") from None
+    if emb.ndim != 1 or not emb.dtype.is_floating_point:
+        raise ManifestError(f"speaker embedding {path}: '{SPEAKER_KEY}' must be a 1-D float tensor (S,), got "
+                            f"{str(emb.dtype).replace('torch.', '')} {tuple(emb.shape)}")
+    if speaker_dim is not None and emb.numel() != speaker_dim:
+        raise ManifestError(f"speaker embedding {path}: {emb.numel()} values, --speaker-dim is {speaker_dim}")
+    return emb.float()
