@@ -1,2 +1,2 @@
-"""Small shared helpers: atomic file writes, dataclass configs on the command line,
-torch.distributed setup and rotating checkpoints. Used by the VAE trainer, export and TTS."""
+"""Small shared helpers: atomic file writes (``atomic``), torch.distributed set-up (``distributed``)
+and the torn-line-tolerant JSONL reader (``jsonl``). Used by the trainers, export and the TTS tools."""
