@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from dcae.latents import ManifestError, read_manifest, save_tokens
 from tts.synthetic import SyntheticTextTokenCorpus, SyntheticTokenCorpus
 from tts.train import main as train_main
+from tts.trainers.token_corpus import scan_token_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -97,3 +98,19 @@ def test_missing_speaker_file_is_found_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "speaker embedding" in err and "spk5.safetensors not found" in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_token_scan_gives_rate_counts_codebook_and_tokenizer(tmp_path):
+    """One scan of the token files for both trainers: the run files' token rate, codebook and tokenizer."""
+    save_tokens(tmp_path / "a.safetensors", [3, 1, 4], 25.0, extra={"tokenizer": "s3", "codebook_size": "6561"})
+    save_tokens(tmp_path / "b.safetensors", [], 25.0, extra={"tokenizer": "s3"})
+    save_tokens(tmp_path / "c.safetensors", [9, 2], 12.5)
+    rows = [{"id": n, "token_path": str(tmp_path / f"{n}.safetensors")} for n in "ab"]
+    corpus = scan_token_files("m.jsonl", rows)
+    assert (corpus.token_rate, corpus.counts, corpus.largest_id, corpus.codebook_size, corpus.tokenizer) == (
+        25.0, [3, 0], 4, 6561, "s3")
+    assert scan_token_files("m.jsonl", [dict(rows[1], token_rate=12.5)]).token_rate == 12.5  # the row's rate wins
+    with pytest.raises(ManifestError, match=r"m.jsonl: row c: token rate 12.5 differs from the first row's 25"):
+        scan_token_files("m.jsonl", [*rows, {"id": "c", "token_path": str(tmp_path / "c.safetensors")}])
+    with pytest.raises(ManifestError, match="m.jsonl: row x: .*x.safetensors"):
+        scan_token_files("m.jsonl", [{"id": "x", "token_path": str(tmp_path / "x.safetensors")}])

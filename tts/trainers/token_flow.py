@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, TokenFileError, load_tokens, pad_sequences
+from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
 from dcae.training import ConfigError, TrainingRun
 
 from ..config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
@@ -29,6 +29,7 @@ from ..run import save_run_files
 from ..token_flow_model import TokenFlowConfig
 from .model_trainer import ModelTrainer, is_restart
 from .speaker import load_speaker_embedding, speaker_paths
+from .token_corpus import TokenCorpus, scan_token_files
 
 KIND = "token-flow"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
@@ -105,35 +106,16 @@ def collate_token_latents(items: list[dict[str, torch.Tensor]]) -> dict[str, tor
     return batch
 
 
-def corpus_tokens(data: LatentManifestDataset, tolerance: int) -> dict[str, Any]:
-    """Token rate, vocabulary and tokenizer of a manifest's token files, checked row by row."""
-    rate, codebook, tokenizer, largest = None, set(), set(), -1
-    frame_rate = data.meta.frame_rate
-    for i, row in enumerate(data.rows):
-        try:
-            tokens, meta = load_tokens(row["token_path"])
-        except TokenFileError as e:
-            raise ManifestError(f"{data.manifest_path}: row {row['id']}: {e}") from None
-        row_rate = float(row["token_rate"]) if row.get("token_rate") else meta.token_rate
-        if row_rate is None:
-            raise ManifestError(f"{data.manifest_path}: row {row['id']}: no token_rate (neither in the row nor in "
-                                f"{row['token_path']})")
-        if rate is None:
-            rate = row_rate
-        elif abs(row_rate - rate) > 1e-6 * rate:
-            raise ManifestError(f"{data.manifest_path}: row {row['id']}: token rate {row_rate} differs from the "
-                                f"first row's {rate} (one tokenizer per run)")
-        expected = frames_for_tokens(tokens.numel(), rate / frame_rate)
+def check_lengths(data: LatentManifestDataset, corpus: TokenCorpus, tolerance: int) -> None:
+    """Each latent's frame count is ``round(num_tokens / token_rate * frame_rate)`` within ``tolerance``
+    frames (more: the tokens and the latent come from different audio). Raises :class:`ManifestError`."""
+    per_frame = corpus.token_rate / data.meta.frame_rate
+    for row, count in zip(data.rows, corpus.counts):
+        expected = frames_for_tokens(count, per_frame)
         if abs(int(row["num_frames"]) - expected) > tolerance:
-            raise ManifestError(f"{data.manifest_path}: row {row['id']}: {tokens.numel()} tokens at {rate:g}/s make "
-                                f"{expected} latent frames but the latent has {row['num_frames']} (tokens and latent "
-                                f"of different audio? --length-tolerance {tolerance})")
-        largest = max(largest, int(tokens.max()) if tokens.numel() else -1)
-        if "codebook_size" in meta.extra:
-            codebook.add(int(meta.extra["codebook_size"]))
-        tokenizer.add(meta.extra.get("tokenizer", ""))
-    return {"token_rate": rate, "largest_id": largest, "codebook_size": max(codebook) if codebook else None,
-            "tokenizer": ",".join(sorted(t for t in tokenizer if t))}
+            raise ManifestError(f"{data.manifest_path}: row {row['id']}: {count} tokens at {corpus.token_rate:g}/s "
+                                f"make {expected} latent frames but the latent has {row['num_frames']} (tokens and "
+                                f"latent of different audio? --length-tolerance {tolerance})")
 
 
 def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
@@ -144,20 +126,21 @@ def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
     stats_arg = None if cfg.stats in (None, "none") else cfg.stats
     data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
                                  max_frames=cfg.max_frames, with_tokens=True)
-    tokens = corpus_tokens(data, cfg.length_tolerance)
-    vocab = cfg.vocab_size or tokens["codebook_size"] or tokens["largest_id"] + 1
-    if tokens["largest_id"] >= vocab:
-        raise ConfigError(f"--vocab-size {vocab}: {cfg.manifest} has token id {tokens['largest_id']}")
+    tokens = scan_token_files(data.manifest_path, data.rows)
+    check_lengths(data, tokens, cfg.length_tolerance)
+    vocab = cfg.vocab_size or tokens.codebook_size or tokens.largest_id + 1
+    if tokens.largest_id >= vocab:
+        raise ConfigError(f"--vocab-size {vocab}: {cfg.manifest} has token id {tokens.largest_id}")
     meta = data.meta
-    ratio = tokens["token_rate"] / meta.frame_rate
+    ratio = tokens.token_rate / meta.frame_rate
     stats = data.stats or LatentStats(torch.zeros(data.latent_dim), torch.ones(data.latent_dim), sum(data.num_frames))
     latent_info = {"sample_rate": meta.sample_rate, "hop_length": meta.hop_length, "frame_rate": meta.frame_rate,
-                   "model": meta.model, "latent_dim": data.latent_dim, "token_rate": tokens["token_rate"],
-                   "tokens_per_frame": ratio, "codebook_size": vocab, "tokenizer": tokens["tokenizer"]}
+                   "model": meta.model, "latent_dim": data.latent_dim, "token_rate": tokens.token_rate,
+                   "tokens_per_frame": ratio, "codebook_size": vocab, "tokenizer": tokens.tokenizer}
     config = model_config(cfg, vocab, data.latent_dim, ratio)
     save_run_files(out, KIND, config, None, stats, latent_info)
     log(f"{len(data)} utterances, {sum(data.num_frames)} frames, latent dim {data.latent_dim}, {vocab} token ids at "
-        f"{tokens['token_rate']:g}/s = {ratio:.3f} tokens per latent frame")
+        f"{tokens.token_rate:g}/s = {ratio:.3f} tokens per latent frame")
 
 
 class TokenFlowTrainer(ModelTrainer):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from dcae.latents import ManifestError, TokenFileError, load_tokens, pad_sequences, read_manifest
+from dcae.latents import ManifestError, pad_sequences, read_manifest
 from dcae.training import ConfigError, TrainingRun
 
 from ..config import TTSRunConfig, check_manifest, check_transformer
@@ -32,6 +32,7 @@ from ..token_lm import TokenLMConfig
 from ..token_lm_layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
 from .model_trainer import ModelTrainer, is_restart
 from .speaker import load_speaker_embedding, speaker_paths
+from .token_corpus import row_tokens, scan_token_files
 
 KIND = "token-lm"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
@@ -86,37 +87,6 @@ def read_rows(manifest: str | Path, max_tokens: int | None = None) -> list[dict[
     return kept
 
 
-def row_tokens(manifest: str | Path, row: dict[str, Any]) -> tuple[torch.Tensor, Any]:
-    try:
-        return load_tokens(row["token_path"])
-    except TokenFileError as e:
-        raise ManifestError(f"{manifest}: row {row['id']}: {e}") from None
-
-
-def corpus_summary(manifest: str | Path, rows: list[dict[str, Any]], text_lengths: list[int]) -> dict[str, Any]:
-    """Token rate, codebook, tokenizer and speech-tokens-per-text-id ratios of the rows (checked)."""
-    rate, codebooks, tokenizers, largest, ratios = None, set(), set(), -1, []
-    for row, text_len in zip(rows, text_lengths):
-        tokens, meta = row_tokens(manifest, row)
-        row_rate = float(row["token_rate"]) if row.get("token_rate") else meta.token_rate
-        if row_rate is None:
-            raise ManifestError(f"{manifest}: row {row['id']}: no token_rate (neither in the row nor in its token file)")
-        if rate is None:
-            rate = row_rate
-        elif abs(row_rate - rate) > 1e-6 * rate:
-            raise ManifestError(f"{manifest}: row {row['id']}: token rate {row_rate:g} differs from the first row's "
-                                f"{rate:g} (one tokenizer per run)")
-        if tokens.numel() == 0:
-            raise ManifestError(f"{manifest}: row {row['id']}: its token file holds no tokens")
-        largest = max(largest, int(tokens.max()))
-        if "codebook_size" in meta.extra:
-            codebooks.add(int(meta.extra["codebook_size"]))
-        tokenizers.add(meta.extra.get("tokenizer", ""))
-        ratios.append(tokens.numel() / max(1, text_len))
-    return {"token_rate": rate, "largest_id": largest, "codebook_size": max(codebooks) if codebooks else None,
-            "tokenizer": ",".join(sorted(t for t in tokenizers if t)), "ratios": ratios}
-
-
 def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
     """Write the run files on the first start (main process only)."""
     out = Path(cfg.output_dir)
@@ -126,18 +96,20 @@ def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
     texts = [str(r["text"]) for r in rows]
     frontend = TextFrontend.fit(texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
     lengths = [len(ids) for ids in frontend.encode_batch(texts)]
-    summary = corpus_summary(cfg.manifest, rows, lengths)
-    codebook = cfg.codebook_size or summary["codebook_size"] or summary["largest_id"] + 1
-    if summary["largest_id"] >= codebook:
-        raise ConfigError(f"--codebook-size {codebook}: {cfg.manifest} has token id {summary['largest_id']}")
-    ratios = summary["ratios"]
-    info = {"token_rate": summary["token_rate"], "codebook_size": codebook, "tokenizer": summary["tokenizer"],
+    tokens = scan_token_files(cfg.manifest, rows)
+    empty = [r["id"] for r, n in zip(rows, tokens.counts) if n == 0]
+    if empty:
+        raise ManifestError(f"{cfg.manifest}: row {empty[0]}: its token file holds no tokens")
+    codebook = cfg.codebook_size or tokens.codebook_size or tokens.largest_id + 1
+    if tokens.largest_id >= codebook:
+        raise ConfigError(f"--codebook-size {codebook}: {cfg.manifest} has token id {tokens.largest_id}")
+    ratios = [n / max(1, text_len) for n, text_len in zip(tokens.counts, lengths)]  # speech tokens per text id
+    info = {"token_rate": tokens.token_rate, "codebook_size": codebook, "tokenizer": tokens.tokenizer,
             "tokens_per_text": sum(ratios) / len(ratios),
             "min_len_ratio": cfg.min_len_ratio or LENGTH_MARGIN * min(ratios),
             "max_len_ratio": cfg.max_len_ratio or max(ratios) / LENGTH_MARGIN}
     if cfg.bistream:
-        fit = sum(fits_bistream(n, round(r * max(1, n)), cfg.text_chunk, cfg.speech_chunk)
-                  for n, r in zip(lengths, ratios))
+        fit = sum(fits_bistream(n, count, cfg.text_chunk, cfg.speech_chunk) for n, count in zip(lengths, tokens.counts))
         if fit == 0:
             raise ConfigError(f"--bistream: no utterance has more than {cfg.speech_chunk}/{cfg.text_chunk} speech "
                               f"tokens per text id (the corpus has {min(ratios):.2f}..{max(ratios):.2f}); "
@@ -145,8 +117,8 @@ def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
         info["bistream_fit"] = fit / len(rows)
         log(f"bistream: {fit} of {len(rows)} utterances fit the {cfg.text_chunk}:{cfg.speech_chunk} layout")
     save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook), frontend, None, info)
-    log(f"{len(rows)} utterances, {sum(round(r * n) for r, n in zip(ratios, lengths))} speech tokens at "
-        f"{summary['token_rate']:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} ({cfg.text_frontend}), "
+    log(f"{len(rows)} utterances, {sum(tokens.counts)} speech tokens at "
+        f"{tokens.token_rate:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} ({cfg.text_frontend}), "
         f"{info['tokens_per_text']:.2f} tokens per text id (length rule {info['min_len_ratio']:.2f}.."
         f"{info['max_len_ratio']:.2f})")
 
