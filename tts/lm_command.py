@@ -12,7 +12,7 @@ import click
 import torch
 
 from .run import RunError, TTSRun, load_run
-from .synthesize import SynthesisError, read_token_file, synthesize_tokens
+from .synthesize import NoFrameError, SynthesisError, frames_for, read_token_file, synthesize_tokens
 from .token_command import gather_audio
 from .token_sampling import SamplingSettings
 from .two_stage import VoicePrompt, check_pair, prompt_from_audio, speak, speech_token_source
@@ -31,6 +31,7 @@ LM_OPTIONS_HELP = {
     "lm_temperature": "token-lm runs: temperature of the token distribution (0: greedy).",
     "lm_cfg_scale": "token-lm runs trained with --cond-drop: guidance on the text (1: off).",
 }
+TOO_FEW = "the LM wrote too few speech tokens: "
 
 
 @dataclass
@@ -157,6 +158,7 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
             raise SynthesisError("the LM wrote no speech tokens")
         if flow is None:
             return tokens, None, None, None, None
+        frames_for(flow, tokens.numel(), TOO_FEW)
         latent = synthesize_tokens(flow, tokens, prompt=None if prompt is None else prompt.latent,
                                    prompt_tokens=None if prompt is None else prompt.tokens, seed=seed,
                                    chunk_frames=chunk_frames or 0, **flow_options)
@@ -167,17 +169,21 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
     if chunk_frames is not None:
         flow_options["chunk_frames"] = chunk_frames
     latents: list[torch.Tensor] = []
-    if not want_audio:
-        from .two_stage import speak_latents
+    try:
+        if not want_audio:
+            from .two_stage import speak_latents
 
-        latents = list(speak_latents(lm, flow, source, text_stream=args.text_stream, prompt_text=prompt_text,
-                                     prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
-                                     on_token=written.append))
-        return torch.tensor(written, dtype=torch.long), flow, torch.cat(latents, dim=1), None, None
-    chunks = speak(lm, flow, wrapper, source, text_stream=args.text_stream, prompt_text=prompt_text, prompt=prompt,
-                   seed=seed, lm_options=lm_options, flow_options=flow_options, lookahead=lookahead,
-                   on_token=written.append, on_latent=latents.append)
-    audio, first = gather_audio(chunks, started, lambda: len(written))
+            latents = list(speak_latents(lm, flow, source, text_stream=args.text_stream, prompt_text=prompt_text,
+                                         prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
+                                         on_token=written.append))
+            return torch.tensor(written, dtype=torch.long), flow, torch.cat(latents, dim=1), None, None
+        chunks = speak(lm, flow, wrapper, source, text_stream=args.text_stream, prompt_text=prompt_text,
+                       prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
+                       lookahead=lookahead, on_token=written.append, on_latent=latents.append)
+        audio, first = gather_audio(chunks, started, lambda: len(written))
+    except NoFrameError:
+        frames_for(flow, len(written), TOO_FEW)  # the same refusal, said of the LM
+        raise
     if first is not None:
         click.echo(f"streaming: first audio after {first[0]:.2f} s, when the LM had written {first[1]} of "
                    f"{len(written)} tokens", err=True)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 
 from .run import TTSRun
-from .synthesize import (DEFAULT_CFG, DEFAULT_STEPS, SynthesisError, check_tokens, speaker_vector,
+from .synthesize import (DEFAULT_CFG, DEFAULT_STEPS, SynthesisError, check_tokens, frames_for, speaker_vector,
                          token_prompt)
 from .token_flow_stream import TokenFlowStream
 
@@ -51,7 +51,11 @@ class RunTokenStream:
         return self._out(self.stream.push(check_tokens(self.run, [tokens] if isinstance(tokens, int) else tokens)))
 
     def finish(self) -> list[torch.Tensor]:
-        """End of the tokens: the remaining latent chunks."""
+        """End of the tokens: the remaining latent chunks. :class:`SynthesisError` when no token came,
+        :class:`~tts.synthesize.NoFrameError` when too few for one latent frame."""
+        if self.stream.new_tokens == 0:
+            raise SynthesisError("the token stream was empty")
+        frames_for(self.run, self.stream.new_tokens, "the token stream: ")
         return self._out(self.stream.finish())
 
 
@@ -76,15 +80,11 @@ def open_stream(run: TTSRun, prompt: torch.Tensor | None = None, prompt_tokens: 
 
 def stream_latents(run: TTSRun, token_chunks: Iterable[TokenChunk], **options: Any) -> Iterator[torch.Tensor]:
     """Token chunks in (any iterable of ids / lists / tensors), latent chunks (D, n) out as soon as they
-    are ready; ``options`` as :func:`open_stream`. Raises :class:`SynthesisError` for no tokens at all."""
+    are ready; ``options`` as :func:`open_stream`. Raises :class:`SynthesisError` for no tokens at all,
+    or too few for one latent frame (:meth:`RunTokenStream.finish`)."""
     stream = open_stream(run, **options)
-    received = 0
     for tokens in token_chunks:
-        ids = check_tokens(run, [tokens] if isinstance(tokens, int) else tokens)
-        received += ids.numel()
-        yield from stream.push(ids)
-    if received == 0:
-        raise SynthesisError("the token stream was empty")
+        yield from stream.push(tokens)
     yield from stream.finish()
 
 

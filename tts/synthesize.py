@@ -5,7 +5,7 @@
     for frame in stream_frames(run, "hello world"): ...          # AR only: (D,) frames one by one
 
     run = load_run("runs/token-flow")
-    tokens = load_token_file(run, "utt.safetensors")            # LongTensor (N,), rate and ids checked
+    tokens = load_token_file(run, "utt.safetensors")            # LongTensor (N,), rate, ids and length checked
     latent = synthesize_tokens(run, tokens, seed=0)             # (D, round(N / token_rate * frame_rate))
 
 A voice prompt is a latent (D, P) in the AE's latent space plus its transcript (text models) or its
@@ -16,6 +16,7 @@ Streaming token-flow synthesis (tokens in chunks -> latent / audio chunks) is :m
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,10 @@ DEFAULT_CFG = {"ar": 1.5, "flow": 2.0, "token-flow": 1.5}
 
 class SynthesisError(ValueError):
     """Inputs that cannot be synthesised (empty text, prompt without transcript, wrong latent size)."""
+
+
+class NoFrameError(SynthesisError):
+    """Too few speech tokens for one latent frame (token-flow runs)."""
 
 
 def _prepare(run: TTSRun, text: str, prompt: torch.Tensor | None, prompt_text: str | None
@@ -123,6 +128,17 @@ def check_tokens(run: TTSRun, tokens: torch.Tensor | list[int], what: str = "tok
     return tokens
 
 
+def frames_for(run: TTSRun, num_tokens: int, what: str = "") -> int:
+    """Latent frames a token-flow run makes of ``num_tokens`` new tokens, round(N / token_rate * frame_rate);
+    :class:`NoFrameError` (one line, starting with ``what``) when that is none."""
+    frames = run.model.num_frames(num_tokens)
+    if frames < 1:
+        need = next(n for n in itertools.count(max(1, num_tokens + 1)) if run.model.num_frames(n) >= 1)
+        raise NoFrameError(f"{what}{num_tokens} token{'' if num_tokens == 1 else 's'} make no latent frame at "
+                           f"{run.token_rate:g} tokens/s (one frame needs at least {need})")
+    return frames
+
+
 def read_token_file(path: str | Path, run: TTSRun) -> torch.Tensor:
     """A token file's ids (N,), refused in one line (:class:`SynthesisError`) when unreadable or written
     at another token rate than ``run`` (a token-flow or token-lm run) was trained on."""
@@ -139,11 +155,13 @@ def read_token_file(path: str | Path, run: TTSRun) -> torch.Tensor:
 
 
 def load_token_file(run: TTSRun, path: str | Path) -> torch.Tensor:
-    """A token file's ids (N,), checked against the token-flow run: same token rate, ids in range, not empty."""
+    """The ids (N,) of a token file to speak, checked against the token-flow run: same token rate, ids in
+    range, enough tokens for at least one latent frame."""
     _need_token_run(run)
     tokens = read_token_file(path, run)
     if tokens.numel() == 0:
         raise SynthesisError(f"{path}: no tokens")
+    frames_for(run, tokens.numel(), f"{path}: ")
     return check_tokens(run, tokens, str(path))
 
 
@@ -187,14 +205,14 @@ def synthesize_tokens(run: TTSRun, tokens: torch.Tensor | list[int], prompt: tor
                       temperature: float = 1.0, grid: str = "sway", speaker: torch.Tensor | None = None,
                       max_frames: int | None = None) -> torch.Tensor:
     """New latent frames for speech ``tokens`` (N,): (D, frames) in the AE's latent space, ``frames``
-    defaulting to round(N / token_rate * frame_rate), at most ``max_frames`` (an explicit ``frames``
-    wins). ``chunk_frames`` 0 uses full context (offline); C > 0 the block-causal chunks that
-    :mod:`tts.streaming` generates (same seed: same numbers)."""
+    defaulting to round(N / token_rate * frame_rate) (:class:`NoFrameError` when that is none), at most
+    ``max_frames`` (an explicit ``frames`` wins). ``chunk_frames`` 0 uses full context (offline); C > 0
+    the block-causal chunks that :mod:`tts.streaming` generates (same seed: same numbers)."""
     tokens = check_tokens(run, tokens)
     if tokens.numel() == 0:
         raise SynthesisError("no tokens to synthesise")
-    if frames is None and max_frames is not None:
-        frames = min(max_frames, run.model.num_frames(tokens.numel()))
+    if frames is None:
+        frames = min(max_frames or sys.maxsize, frames_for(run, tokens.numel()))
     prompt_n, prompt_tokens = token_prompt(run, prompt, prompt_tokens)
     latent = run.model.sample(tokens, frames, prompt_n, prompt_tokens, chunk_frames=chunk_frames,
                               steps=steps or DEFAULT_STEPS["token-flow"], grid=grid,

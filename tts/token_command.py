@@ -11,7 +11,7 @@ import torch
 
 from .run import TTSRun
 from .streaming import DEFAULT_CHUNK_FRAMES, stream_audio, stream_latents
-from .synthesize import SynthesisError, load_token_file, synthesize_tokens
+from .synthesize import SynthesisError, check_tokens, load_token_file, read_token_file, synthesize_tokens
 
 TOKEN_OPTIONS_HELP = {
     "stream": "Token-flow runs: generate chunk by chunk (block-causal attention, as for a live token stream) "
@@ -39,6 +39,8 @@ def gather_audio(chunks: Iterable[torch.Tensor], started: float, tokens_so_far: 
         if isinstance(e, SynthesisError):
             raise
         raise SynthesisError(str(e)) from None
+    if not pieces:
+        raise SynthesisError("the stream made no audio")
     return torch.cat(pieces, dim=-1), first
 
 
@@ -48,7 +50,8 @@ def token_flow_outputs(run: TTSRun, wrapper, tokens_file: Path, prompt: torch.Te
                        cfg_scale: float | None, temperature: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(latent (D, T), audio (samples,) or None without ``wrapper``). Raises :class:`SynthesisError`."""
     tokens = load_token_file(run, tokens_file)
-    prompt_tokens = None if prompt_tokens_file is None else load_token_file(run, prompt_tokens_file)
+    prompt_tokens = (None if prompt_tokens_file is None else  # its length is checked against the prompt latent
+                     check_tokens(run, read_token_file(prompt_tokens_file, run), str(prompt_tokens_file)))
     if chunk_frames is not None and chunk_frames < (1 if stream else 0):
         raise SynthesisError(f"--chunk-frames must be at least {1 if stream else 0}, got {chunk_frames}")
     options = dict(prompt=prompt, prompt_tokens=prompt_tokens, seed=seed, steps=steps, cfg_scale=cfg_scale,
