@@ -43,7 +43,6 @@ from vocoder.audio import AudioError
 from vocoder.mel import MelSpectrogram
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-CHECKPOINT_FILES = ["generator", "discriminator", "optimizerg", "optimizerd", "state"]
 MIN_FRAMES = 64  # the PatchGAN discriminator's five stride-2 convs need at least 64 mel frames
 
 
