@@ -4,7 +4,9 @@
     python -m tts.train --model KIND --help                 # that model's fields, with their meaning
     torchrun --nproc_per_node N -m tts.train ...            # data-parallel (NCCL on GPU, gloo on CPU)
 
-Kinds (:mod:`tts.trainers`): ``ar`` and ``flow`` (text -> latents). Every trainer runs on the shared
+Kinds (:mod:`tts.trainers`): ``ar`` and ``flow`` (text -> latents), ``token-flow`` (speech tokens ->
+latents), ``token-lm`` (text -> speech tokens) and ``fsq-tokenizer`` (audio -> speech tokens, the
+tokenizer the two-stage models can use instead of S3). Every trainer runs on the shared
 harness (:mod:`dcae.training`): the same flags for the run settings, the same resume, precision,
 NaN guard, logging and checkpoints. A restart with the same ``--output-dir`` continues the run with
 its saved ``config.json`` (options given again override it).
