@@ -5,6 +5,7 @@ import sys
 from typing import NoReturn
 
 import click
+from click.core import ParameterSource
 
 from .precision import PRECISIONS
 
@@ -31,6 +32,15 @@ def vocoder_option(f):
     return click.option("--vocoder", "vocoder", default=None,
                         help="BigVGAN folder (config.json + bigvgan_generator.pt) or hub id. "
                              "Default: nvidia/bigvgan_v2_22khz_80band_256x.")(f)
+
+
+def given_flags(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` (parameter names) that the user set, on the command line or in the
+    environment, as their longest flag (``--ae-model``); defaults do not count."""
+    params = {p.name: p for p in ctx.command.params}
+    given = [n for n in names
+             if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+    return [max(params[n].opts, key=len) for n in given]
 
 
 DEVICE_HELP = "cpu, cuda, cuda:1, mps ... (default: cuda if available)."

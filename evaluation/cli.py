@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 import click
-from click.core import ParameterSource
 
-from dcae.cli_options import fail, model_options
+from dcae.cli_options import fail, given_flags, model_options
 from evaluation.pairing import DEFAULT_EXTS, Pair, pair_folders
 from evaluation.report import format_table, summarize, write_metrics_csv, write_summary_json
 from evaluation.report_media import AUDIO_FORMATS, ReportFile
@@ -53,18 +52,8 @@ class Options:
     sim_note: str
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
-    """The flags among ``names`` that the user set (command line or environment), as ``--flag``."""
-    return [_flag(n) for n in names
-            if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
-
-
 def _refuse(ctx: click.Context, names: tuple[str, ...], reason: str) -> None:
-    given = _given(ctx, names)
+    given = given_flags(ctx, names)
     if given:
         fail(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {reason}")
 

@@ -3,12 +3,14 @@ for a token-flow run; text -> speech tokens for a token-lm run, and on through a
 ``--flow``: :mod:`tts.lm_command`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import click
 import torch
 
-from dcae.cli_options import fail, model_options
+from dcae.cli_options import fail, given_flags, model_options
 from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
 
 from .run import RunError, load_run
@@ -17,6 +19,41 @@ from .lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_ou
 from .token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
 
 STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a ``dcae tts`` command line asks for, as :data:`APPLIES` reads it."""
+
+    kind: str  # the run's: ar, flow, token-flow, token-lm
+    flow: bool  # --flow (token-lm runs: on to latents)
+    stream: bool
+    audio: bool  # -o
+    prompt_audio: bool
+
+
+# Where each option takes effect: (parameter names, applies?, where). A given option that does not
+# apply is refused in one line (exit 2) rather than silently ignored.
+APPLIES: list[tuple[tuple[str, ...], Callable[[_Asked], bool], str]] = [
+    (("lookahead",), lambda a: a.stream and a.audio,
+     "to --stream with -o only (the streaming decoder's lookahead; the offline decode is exact)"),
+    (("chunk_frames",), lambda a: a.kind == "token-flow" or (a.kind == "token-lm" and a.flow),
+     "to token-flow runs (token-lm runs: with --flow) only: the token-flow model's chunks"),
+    (("steps", "cfg_scale", "temperature"), lambda a: a.kind != "token-lm" or a.flow,
+     "to a token-lm run with --flow only: they set the flow model's sampler (the LM's: --lm-temperature, "
+     "--lm-cfg-scale, --top-k, --top-p)"),
+    (("tokenizer_spec",), lambda a: a.prompt_audio, "with --prompt-audio only: it makes the prompt audio's tokens"),
+    (("ae_model", "ae_config", "vocoder", "precision"), lambda a: a.audio or a.prompt_audio,
+     "with -o (or --prompt-audio) only: they load the decoder"),
+]
+
+
+def refuse_inapplicable(ctx: click.Context, asked: _Asked) -> None:
+    """End the command with one line for the first given option of :data:`APPLIES` that does not apply."""
+    for names, applies, where in APPLIES:
+        given = given_flags(ctx, names)
+        if given and not applies(asked):
+            fail(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} {where}")
 
 
 def _latent_meta(info: dict, frames: int) -> LatentMeta:
@@ -69,8 +106,9 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
                    "decodes with --ae-model/--ae-config/--vocoder (a warning if the run's latents were "
                    "made by other AE weights).")
 @model_options
-def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None, frames: int | None,
-                prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None,
+@click.pass_context
+def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None,
+                frames: int | None, prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None,
                 out_tokens: Path | None, flow_dir: Path | None, prompt_audio: Path | None, tokenizer_spec: str | None,
                 text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
                 lm_cfg_scale: float | None, stream: bool,
@@ -103,6 +141,11 @@ def tts_command(run_dir: Path, step: int | None, text: str | None, tokens_file: 
         run = load_run(run_dir, tts_device, step)
     except RunError as e:
         fail(str(e))
+    refuse_inapplicable(ctx, _Asked(run.kind, flow=flow_dir is not None, stream=stream, audio=output is not None,
+                                    prompt_audio=prompt_audio is not None))
+    if chunk_frames is not None and chunk_frames < (1 if stream else 0):
+        fail(f"--chunk-frames must be at least {1 if stream else 0}{' with --stream' if stream else ''}, "
+             f"got {chunk_frames}")
     lm_args = LMArgs(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
                      lm_cfg_scale)
     if run.kind == "token-lm":

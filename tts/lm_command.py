@@ -164,8 +164,6 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
                                    chunk_frames=chunk_frames or 0, **flow_options)
         audio = wrapper.decode(latent[None])[0] if want_audio else None
         return tokens, flow, latent, audio, wrapper
-    if chunk_frames is not None and chunk_frames < 1:
-        raise SynthesisError(f"--chunk-frames must be at least 1 with --stream, got {chunk_frames}")
     if chunk_frames is not None:
         flow_options["chunk_frames"] = chunk_frames
     latents: list[torch.Tensor] = []

@@ -16,10 +16,11 @@ from .synthesize import SynthesisError, check_tokens, load_token_file, read_toke
 TOKEN_OPTIONS_HELP = {
     "stream": "Token-flow runs: generate chunk by chunk (block-causal attention, as for a live token stream) "
               "and, with -o, decode audio while the chunks come; prints when the first audio was ready.",
-    "chunk_frames": f"Token-flow runs: latent frames per chunk (--stream: default {DEFAULT_CHUNK_FRAMES}; without "
-                    f"--stream, N > 0 gives the same chunked result offline, default full context).",
-    "lookahead": "Token-flow runs with --stream -o: decoder lookahead in latent frames, 0 (soonest audio) .. the "
-                 "decoder's receptive field (the default: exact).",
+    "chunk_frames": f"Token-flow runs (token-lm runs with --flow): latent frames per chunk (--stream: default "
+                    f"{DEFAULT_CHUNK_FRAMES}; without --stream, N > 0 gives the same chunked result offline, default "
+                    f"full context).",
+    "lookahead": "--stream with -o (token-flow runs, token-lm runs with --flow): decoder lookahead in latent frames, "
+                 "0 (soonest audio) .. the decoder's receptive field (the default: exact).",
 }
 
 
@@ -48,17 +49,14 @@ def token_flow_outputs(run: TTSRun, wrapper, tokens_file: Path, prompt: torch.Te
                        prompt_tokens_file: Path | None, *, frames: int | None, max_frames: int | None, stream: bool,
                        chunk_frames: int | None, lookahead: int | None, seed: int, steps: int | None,
                        cfg_scale: float | None, temperature: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(latent (D, T), audio (samples,) or None without ``wrapper``). Raises :class:`SynthesisError`."""
+    """(latent (D, T), audio (samples,) or None without ``wrapper``). Raises :class:`SynthesisError`.
+    Which options apply where, and the range of ``chunk_frames``, :mod:`tts.cli` has checked."""
     tokens = load_token_file(run, tokens_file)
     prompt_tokens = (None if prompt_tokens_file is None else  # its length is checked against the prompt latent
                      check_tokens(run, read_token_file(prompt_tokens_file, run), str(prompt_tokens_file)))
-    if chunk_frames is not None and chunk_frames < (1 if stream else 0):
-        raise SynthesisError(f"--chunk-frames must be at least {1 if stream else 0}, got {chunk_frames}")
     options = dict(prompt=prompt, prompt_tokens=prompt_tokens, seed=seed, steps=steps, cfg_scale=cfg_scale,
                    temperature=temperature)
     if not stream:
-        if lookahead is not None:
-            raise SynthesisError("--lookahead applies to --stream (the offline decode is exact)")
         latent = synthesize_tokens(run, tokens, frames=frames, max_frames=max_frames, chunk_frames=chunk_frames or 0,
                                    **options)
         return latent, None if wrapper is None else wrapper.decode(latent[None])[0]
