@@ -20,7 +20,7 @@ from dcae.training.flags import field_help, parse_config, save_config
 from dcae.training.sampling import ResumableSampler
 from dcae.training.scalars import read_metrics
 from tests.test_train_components import write_wav
-from tts.synthetic import SyntheticCorpus
+from tts.synthetic import SyntheticCorpus, SyntheticTextTokenCorpus, SyntheticTokenCorpus
 
 from .conftest import REPO, TINY_CONFIG
 
@@ -91,14 +91,27 @@ def test_dcae_trainer_resumes_bit_for_bit_after_a_kill(audio_filelist, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
-def test_tts_trainer_resumes_bit_for_bit_after_a_kill(tmp_path):
-    """The flow model draws infill spans, noise, flow times and condition drops every step."""
-    corpus = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=8)
-    manifest = corpus.write(tmp_path / "data", corpus.random_texts(20, seed=3, max_len=6))
-    steps = 12
+def synthetic_manifest(model: str, folder: Path) -> Path:
+    """A small synthetic corpus of the kind ``model`` trains on (text + latents, tokens + latents, text + tokens)."""
+    if model == "flow":
+        corpus = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=8)
+        return corpus.write(folder, corpus.random_texts(20, seed=3, max_len=6))
+    if model == "token-flow":
+        corpus = SyntheticTokenCorpus(vocab=8, dim=8)
+        return corpus.write(folder, corpus.random_sequences(20, seed=3, max_len=24))
+    corpus = SyntheticTextTokenCorpus(alphabet="abcd", vocab=16, seed=0)
+    return corpus.write(folder, corpus.random_texts(20, seed=3, max_len=6))
+
+
+@pytest.mark.parametrize("model", ["flow", "token-flow", "token-lm"])
+def test_tts_trainer_resumes_bit_for_bit_after_a_kill(model, tmp_path):
+    """Every downstream trainer draws something random each step (flow: infill spans, noise, flow times,
+    condition drops; token-flow: chunk sizes, prompts, frame noise; token-lm: layouts, drops)."""
+    manifest = synthetic_manifest(model, tmp_path / "data")
+    steps = 8
 
     def cmd(out: Path) -> list[str]:
-        return [sys.executable, "-m", "tts.train", "--model", "flow", "--manifest", str(manifest), "--output-dir",
+        return [sys.executable, "-m", "tts.train", "--model", model, "--manifest", str(manifest), "--output-dir",
                 str(out), "--preset", "tiny", "--batch-size", "4", "--max-steps", str(steps), "--save-interval", "4",
                 "--log-interval", "1", "--cpu-threads", "1", "--warmup-steps", "3"]
 
