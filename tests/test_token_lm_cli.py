@@ -18,6 +18,8 @@ from tts.length_regulator import frames_for_tokens
 from tts.synthetic import SyntheticTextTokenCorpus
 from tts.train import main as train_main
 
+from .tts_runs import one_line_error
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -37,14 +39,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def tts(*args: str):
     return CliRunner().invoke(dcae_main, ["tts", *args])
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_out_tokens_in_the_token_file_format_and_seeded(runs, tmp_path):

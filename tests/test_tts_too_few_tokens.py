@@ -17,7 +17,7 @@ from tts.run import load_run
 from tts.streaming import open_stream, stream_latents
 from tts.synthesize import NoFrameError, SynthesisError, load_token_file, synthesize_tokens
 
-from .tts_runs import train_runs
+from .tts_runs import one_line_error, train_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REASON = "2 tokens make no latent frame at 25 tokens/s (one frame needs at least 3)"
@@ -33,14 +33,6 @@ def two_tokens(tmp_path) -> Path:
     path = tmp_path / "two.safetensors"
     save_tokens(path, torch.tensor([3, 5]), 25.0)
     return path
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_api_refuses(runs, two_tokens):

@@ -26,3 +26,12 @@ def train_runs(root: Path) -> dict[str, Path]:
         assert train_main(["--model", kind, "--manifest", str(manifest), "--output-dir", str(runs[kind]),
                            *common, *extra]) == 0
     return runs
+
+
+def one_line_error(result, *fragments: str) -> None:
+    """A click result that ended with exit 2 and one ``error:`` line holding every fragment."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
