@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import machine, speech_seconds  # noqa: E402
+from dcae.precision import native_bf16  # noqa: E402
 from tests.reference_dcae import ReferenceDCAE  # noqa: E402
 
 
@@ -53,7 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--config", default=str(REPO / "dcae/configs/default.json"))
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--precision", nargs="+", default=None,
+                        help="export precisions (default: fp32, plus bf16 where the CPU/GPU computes it natively)")
     parser.add_argument("--num-workers", type=int, default=None, help="decoding workers (default: export's own)")
     args = parser.parse_args()
     from bigvgan.env import AttrDict
@@ -85,7 +87,7 @@ def main() -> None:
         print(f"corpus: {len(files)} files, {total_seconds:.1f} s of speech at 22050 Hz; config {Path(args.config).name}")
         t_ref = reference_loop(config, ckpt, files, h)
         print(f"{'reference loop fp32':24s} {t_ref:7.2f} s  {total_seconds / t_ref:8.1f}x real time  1.00x")
-        for precision in args.precision:
+        for precision in args.precision or (["fp32"] + (["bf16"] if native_bf16("cpu") else [])):
             out = tmp / f"out_{precision}"
             start = time.perf_counter()
             run_export(filelist, out, ckpt, Path(args.config), None, None, precision, "float32",
