@@ -1,5 +1,6 @@
 """Encode/decode time of 10 s of speech: the reference (diffusers AutoencoderDC, weight norm removed,
-as the reference inference does) vs ours in fp32 and (where the CPU computes it natively) bf16, same random weights, in one run.
+as the reference inference does) vs ours in fp32 and (where the CPU computes it natively) bf16, same
+random weights, in one run.
 
     python benchmarks/dcae_speed.py [--seconds 10] [--device cpu] [--repeats 3] [--precisions fp32 bf16]
 """
