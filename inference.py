@@ -30,6 +30,7 @@ from dcae import load_dcae
 from dcae.cli_options import fail, model_options
 from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_mel_config_dir, resolve_models
 from dcae.receptive_field import ReceptiveField, chunk_windows, dcae_receptive_fields
+from dcae.utils.memory import release_free_memory
 from vocoder.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
 from vocoder.bigvgan_loader import load_vocoder
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
@@ -152,16 +153,18 @@ class DCAEInferenceWrapper(nn.Module):
             audio = audio.unsqueeze(0)
         if sample_rate != self.sample_rate:
             audio = resample(audio, sample_rate, self.sample_rate)
-        frames = self.num_frames(audio.shape[-1])
-        audio = torch.nn.functional.pad(audio.float(), (0, frames * self.padding_factor - audio.shape[-1]))
-        padded = self.transform.pad(audio)  # BigVGAN's reflect padding of the whole signal
+        audio, frames = audio.float(), self.num_frames(audio.shape[-1])
+        length = frames * self.padding_factor  # zero-padded to whole latent frames, then BigVGAN's reflect padding
         tail = self.transform.n_fft - self.hop_length
         parts = []
         windows = field_windows(frames, chunk_frames or self.encode_chunk, self.encoder_field)
         for start, stop, w0, w1 in reported(progress, "encode", windows, self.frame_rate):
-            window = padded[:, w0 * self.padding_factor: w1 * self.padding_factor + tail].to(self.device)
+            window = self.transform.padded_window(audio, w0 * self.padding_factor, w1 * self.padding_factor + tail,
+                                                  length).to(self.device)
             latent = self.ae_model.encode(self.transform.from_padded(window))
             parts.append(latent[..., start - w0: stop - w0].float())
+            if len(windows) > 1:
+                release_free_memory()  # keeps the resident set at one window's worth, however long the audio
         latent = torch.cat(parts, dim=-1)
         return latent.flatten(1, 2) if return_1d else latent
 

@@ -41,3 +41,17 @@ def test_config_from_folder(tmp_path):
     from vocoder.mel import PACKAGED_CONFIG
     shutil.copy(PACKAGED_CONFIG, tmp_path / "config.json")
     assert load_bigvgan_config(tmp_path) == json.loads(PACKAGED_CONFIG.read_text())
+
+
+def test_padded_window_equals_a_slice_of_the_whole_padding():
+    """Encode pads window by window (memory flat with length): every slice equals the whole signal's
+    zero padding + reflect padding, sliced, including windows over both reflected edges."""
+    mel = MelSpectrogram()
+    generator = torch.Generator().manual_seed(0)
+    for samples, length in ((5000, 8192), (8192, 8192), (700, 4096), (300, 512)):
+        audio = torch.randn(2, samples, generator=generator)
+        whole = mel.pad(torch.nn.functional.pad(audio, (0, length - samples)))
+        for start, stop in ((0, 1500), (0, whole.shape[-1]), (200, 3000), (length - 900, length + 2 * mel.padding),
+                            (length // 2, length // 2 + 1)):
+            start, stop = max(start, 0), min(stop, whole.shape[-1])
+            assert torch.equal(mel.padded_window(audio, start, stop, length), whole[:, start:stop]), (samples, start)

@@ -63,6 +63,22 @@ class MelSpectrogram(nn.Module):
         """(B, samples) -> (B, samples + 2 * padding), reflect-padded as BigVGAN does."""
         return F.pad(audio.float().unsqueeze(1), (self.padding, self.padding), mode="reflect").squeeze(1)
 
+    def padded_window(self, audio: torch.Tensor, start: int, stop: int, length: int) -> torch.Tensor:
+        """``pad(zero-padded audio)[:, start:stop]`` without padding the whole signal: (B, samples) ->
+        (B, stop - start), the same values (copies), so long audio costs one window's memory.
+
+        ``length``: the signal's length once zero-padded at the end (>= samples); the reflect
+        padding of ``pad`` is taken around it.
+        """
+        audio = audio.float()
+        if length <= self.padding or start < 0 or stop > length + 2 * self.padding:  # as pad() would (or refuse)
+            return self.pad(F.pad(audio, (0, length - audio.shape[-1])))[:, start:stop]
+        index = torch.arange(start, stop, device=audio.device) - self.padding  # position in the signal
+        index = torch.where(index < 0, -index, index)  # reflect at the start...
+        index = torch.where(index >= length, 2 * (length - 1) - index, index)  # ...and at the end
+        inside = index < audio.shape[-1]  # the rest is the zero padding
+        return audio[:, index.clamp(max=audio.shape[-1] - 1)] * inside
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.ndim == 1:
             audio = audio.unsqueeze(0)
