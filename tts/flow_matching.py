@@ -47,6 +47,18 @@ class FlowObjectiveConfig:
         check_time_schedule(self.time_schedule)
 
 
+@dataclass
+class SequenceFlowConfig(FlowObjectiveConfig):
+    """The training options of a model that makes a whole latent sequence by flow matching (the non-AR
+    flow model and the token-to-latent model; the AR model's per-frame head has none of them)."""
+
+    immiscible: bool = False  # pair targets with noises by a batch assignment (immiscible diffusion)
+    contrastive_weight: float = 0.0  # weight of the contrastive flow-matching term (0: off)
+    meanflow: bool = False  # learn average velocities (MeanFlow): 1-4 sampling steps
+    meanflow_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
+    time_scale: float = 10.0  # flow time is embedded as sinusoids of time_scale * s
+
+
 def sample_time(n: int, schedule: str = "uniform", device: torch.device | str | None = None,
                 generator: torch.Generator | None = None, logit_mean: float = 0.0,
                 logit_std: float = 1.0) -> torch.Tensor:

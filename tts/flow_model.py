@@ -28,18 +28,13 @@ from .layers import AdaLNOutput, BackboneConfig, Block, TimeEmbedding, rope_angl
 
 
 @dataclass
-class FlowConfig(fm.FlowObjectiveConfig, BackboneConfig):
+class FlowConfig(fm.SequenceFlowConfig, BackboneConfig):
     aligned_positions: bool = True
     text_on_frames: bool = True
     infill_min: float = 0.7
     infill_max: float = 1.0
     drop_audio: float = 0.3
     drop_all: float = 0.2
-    immiscible: bool = False
-    contrastive_weight: float = 0.0
-    meanflow: bool = False
-    meanflow_ratio: float = 0.25
-    time_scale: float = 10.0  # flow time is embedded as sinusoids of time_scale * s
 
 
 class FlowTTS(nn.Module):

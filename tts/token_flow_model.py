@@ -41,7 +41,7 @@ from .token_encoder import TokenEncoder
 
 
 @dataclass
-class TokenFlowConfig(fm.FlowObjectiveConfig, BackboneConfig):
+class TokenFlowConfig(fm.SequenceFlowConfig, BackboneConfig):
     """``vocab_size``: codebook size of the tokenizer; ``latent_dim``: 80 for the DC-AE; ``layers``: DiT blocks."""
 
     tokens_per_frame: float = 4.0  # token_rate / frame_rate (4.644 for 25 Hz S3 tokens, 4 for our FSQ tokenizer)
@@ -55,11 +55,6 @@ class TokenFlowConfig(fm.FlowObjectiveConfig, BackboneConfig):
     prompt_max: float = 0.5
     drop_prompt: float = 0.3
     drop_cond: float = 0.2
-    immiscible: bool = False
-    contrastive_weight: float = 0.0
-    meanflow: bool = False
-    meanflow_ratio: float = 0.25
-    time_scale: float = 10.0
 
 
 def _guidance_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
