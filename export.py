@@ -4,12 +4,12 @@
     torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
 
 Filelist lines are ``path`` or ``path|text``. One safetensors latent per utterance
-(:mod:`dcae.latents.file`), ``manifest.jsonl``, ``stats.json`` and ``failed.jsonl`` in ``--out``
-(layout and crash-safety rules in :mod:`dcae.latents.store`). Rerunning the same command resumes:
+(:mod:`dcae.corpus.latent_file`), ``manifest.jsonl``, ``stats.json`` and ``failed.jsonl`` in ``--out``
+(layout and crash-safety rules in :mod:`dcae.corpus.store`). Rerunning the same command resumes:
 finished utterances are verified and skipped. Only the vocoder's mel settings are used (its
 ``config.json``); no vocoder weights are loaded.
 
-Downstream code reads the result with :class:`dcae.latents.LatentManifestDataset`.
+Downstream code reads the result with :class:`dcae.corpus.LatentManifestDataset`.
 """
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dcae.checkpoint import CheckpointError
+from dcae.model.checkpoint import CheckpointError
 from dcae.cli_options import ae_options, fail, runtime_options
-from dcae.config import ConfigError, DCAEConfig
+from dcae.model.config import ConfigError, DCAEConfig
 from dcae.hub import ModelNotFound, resolve_models
-from dcae.latents import (LatentMeta, RunningStats, StorePart, done_rows, latent_relpath, merge_parts, prune_parts,
-                          read_complete_latent, save_latent, utterance_id, weights_hash)
-from dcae.utils import distributed
-from dcae.utils.atomic import atomic_write_json
-from vocoder.audio import AudioError, check_audio, load_audio
+from dcae.corpus import (LatentMeta, RunningStats, StorePart, done_rows, latent_relpath, merge_parts, prune_parts,
+                         read_complete_latent, save_latent, utterance_id, weights_hash)
+from dcae import distributed
+from dcae.atomic import atomic_write_json
+from dcae.audio import AudioError, check_audio, load_audio
 from vocoder.mel import load_bigvgan_config
 
 LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

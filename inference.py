@@ -30,8 +30,8 @@ from dcae import load_dcae
 from dcae.cli_options import fail, model_options
 from dcae.hub import ModelNotFound, resolve_ae_config, resolve_ae_model, resolve_mel_config_dir, resolve_models
 from dcae.receptive_field import ReceptiveField, chunk_windows, dcae_receptive_fields
-from dcae.utils.memory import release_free_memory
-from vocoder.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
+from dcae.memory import release_free_memory
+from dcae.audio import AudioError, check_audio, check_output_suffix, load_audio, resample, save_audio
 from vocoder.bigvgan_loader import load_vocoder
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
 
@@ -93,7 +93,7 @@ class DCAEInferenceWrapper(nn.Module):
         self.ae_model_path = resolve_ae_model(ae_model_path)
         self.ae_model = load_dcae(self.ae_model_path, resolve_ae_config(ae_config_path), device, precision)
         if with_vocoder:
-            from vocoder.receptive_field import vocoder_receptive_field
+            from vocoder.field import vocoder_receptive_field
 
             self.vocoder_model = load_vocoder(vocoder_model_path, device, precision)
             self.transform = self.vocoder_model.mel
@@ -438,7 +438,7 @@ def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str, fai
     (``failed``: failures already reported, such as missing inputs)."""
     from tqdm import tqdm
 
-    from dcae.latents import LatentFileError
+    from dcae.corpus import LatentFileError
 
     skipped, already_failed = 0, failed
     for src, dst in tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=len(jobs) < 2):
@@ -521,7 +521,7 @@ def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, dev
 def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, vocoder, device, precision):
     """Audio files -> latent files (.safetensors: 'latent' (80, frames) + metadata). No vocoder weights
     needed: --vocoder (a folder, its config.json or a hub id) only gives the mel settings."""
-    from dcae.latents import LatentMeta, save_latent, weights_hash
+    from dcae.corpus import LatentMeta, save_latent, weights_hash
 
     jobs, missing = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder=False)
@@ -546,7 +546,7 @@ def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, 
     than --ae-model are decoded with a one-line warning."""
     from tqdm import tqdm
 
-    from dcae.latents import LatentFileError, load_latent, weights_hash
+    from dcae.corpus import LatentFileError, load_latent, weights_hash
 
     jobs, missing = prepare_jobs(inputs, output, {LATENT_EXTENSION}, ".wav")
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)

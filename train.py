@@ -30,16 +30,16 @@ import torch
 import torch.nn.functional as F
 
 from dcae import DCAEWrapper, dispersive_loss
-from dcae.checkpoint import normalise_keys
-from dcae.discriminators import MelDiscriminator
-from dcae.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
+from dcae.model.checkpoint import normalise_keys
+from dcae.model.discriminators import MelDiscriminator
+from dcae.model.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
 from dcae.hub import ModelNotFound, resolve_vocoder_dir
-from dcae.optim import MuonAdamW, Schedulers
+from dcae.training.optim import MuonAdamW, Schedulers
 from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun, run_main
 from dcae.training.schedule import cosine_schedule_with_warmup
 from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, note_skipped, read_clip
 from preprocess.filelist import FilelistError, read_filelist
-from vocoder.audio import AudioError
+from dcae.audio import AudioError
 from vocoder.mel import MelSpectrogram
 
 PACKAGE_ROOT = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
-from .precision import PRECISIONS
+from dcae.precision import PRECISIONS
 
 
 def fail(message: str) -> NoReturn:

@@ -11,10 +11,11 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
+from dcae.model.config import DEFAULT_CONFIG
+
 DEFAULT_AE_REPO = "KdaiP/DC-Speech-VAE"
 DEFAULT_AE_FILE = "generator_700000.pt"
 DEFAULT_VOCODER_REPO = "nvidia/bigvgan_v2_22khz_80band_256x"
-PACKAGED_AE_CONFIG = Path(__file__).resolve().parent / "configs" / "default.json"
 
 
 class ModelNotFound(RuntimeError):
@@ -130,7 +131,7 @@ def resolve_ae_model(path: str | Path | None) -> Path:
 def resolve_ae_config(path: str | Path | None) -> Path:
     """The diffusers-style DCAE JSON: ``path`` when given, else our packaged copy of the published one."""
     if path is None or str(path) == "":
-        return PACKAGED_AE_CONFIG
+        return DEFAULT_CONFIG
     p = Path(path)
     if not p.is_file():
         raise ModelNotFound(f"{p}: AE config not found (pass --ae-config PATH to a JSON file)")

@@ -25,10 +25,10 @@ from typing import Callable, Iterator
 
 import torch.nn as nn
 
-from .autoencoder import DCAE, Decoder, Encoder
-from .blocks import (DownsampleBlock, EfficientViTBlock, GLUMBConv, MultiscaleLinearAttention, ResBlock,
-                     UpsampleBlock)
-from .layers import ChannelRMSNorm
+from dcae.model.autoencoder import DCAE, Decoder, Encoder
+from dcae.model.blocks import (DownsampleBlock, EfficientViTBlock, GLUMBConv, MultiscaleLinearAttention, ResBlock,
+                               UpsampleBlock)
+from dcae.model.layers import ChannelRMSNorm
 
 Span = tuple[int, int]  # inclusive frame range [lo, hi] along time (unbounded: may be negative)
 

@@ -104,7 +104,7 @@ def _mel_figures(out: Path, rows: list[Row], panels_for: Callable[[str], list[tu
     from evaluation.metrics import MEL_RATE, MetricError, log_mel
     from evaluation.plots import describe, pick_examples, plot_mel_comparison
     from evaluation.scoring import read_native
-    from vocoder.audio import AudioError
+    from dcae.audio import AudioError
 
     for index, row in enumerate(pick_examples(rows, count)):
         try:

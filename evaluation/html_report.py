@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from dcae.utils.atomic import atomic_write_text
+from dcae.atomic import atomic_write_text
 from evaluation.html_page import Page, PageRow, render_page
 from evaluation.report_media import ReportFile, RenderedMedia, render_media
 from evaluation.runner import map_in_workers

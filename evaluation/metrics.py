@@ -5,7 +5,7 @@ length at ``sample_rate`` and returns a Python float. A pair a metric cannot sco
 :class:`MetricError` with a one-line reason.
 
 Each metric runs at its own standard rate; rate conversion always uses
-:func:`vocoder.audio.resample` (``scipy.signal.resample_poly``: polyphase Kaiser-windowed sinc
+:func:`dcae.audio.resample` (``scipy.signal.resample_poly``: polyphase Kaiser-windowed sinc
 FIR, beta 5), the same method everywhere in the project:
 
 - ``pesq_wb``: ITU-T P.862.2 wide-band PESQ (MOS-LQO, about 1.0-4.64) at 16 kHz.
@@ -46,10 +46,10 @@ def as_numpy(audio: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def resample_to(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    """(samples,) at ``sample_rate`` -> (samples',) at ``target_rate`` (vocoder.audio.resample)."""
+    """(samples,) at ``sample_rate`` -> (samples',) at ``target_rate`` (dcae.audio.resample)."""
     if sample_rate == target_rate:
         return audio
-    from vocoder.audio import resample
+    from dcae.audio import resample
 
     return resample(torch.from_numpy(audio), sample_rate, target_rate).numpy()
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dcae.utils.atomic import atomic_path
+from dcae.atomic import atomic_path
 from evaluation.report import HIGHER_IS_BETTER
 from evaluation.scoring import METRIC_NAMES, Row
 

@@ -56,7 +56,7 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
     """
     from inference import ModelLoadError, colliding_outputs, load_wrapper
     from preprocess.filelist import FilelistError, read_filelist
-    from vocoder.audio import AudioError, check_audio, load_audio, save_audio
+    from dcae.audio import AudioError, check_audio, load_audio, save_audio
 
     try:
         entries = read_filelist(filelist)

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from dcae.utils.atomic import atomic_write_json, atomic_write_text
+from dcae.atomic import atomic_write_json, atomic_write_text
 from evaluation.scoring import CSV_COLUMNS, METRIC_NAMES, Row
 
 # direction of "better", shown in the table so a reader need not remember it

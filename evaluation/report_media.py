@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcae.utils.atomic import atomic_path, atomic_write_bytes
+from dcae.atomic import atomic_path, atomic_write_bytes
 
 AUDIO_FORMATS = ("mp3", "opus", "wav")
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -50,7 +50,7 @@ class RenderedMedia:
 def encode_audio(path: Path, audio: np.ndarray, sample_rate: int, audio_format: str) -> None:
     """Write (samples,) float audio to ``path`` in ``audio_format`` (see the module docstring)."""
     if audio_format == "wav":
-        from vocoder.audio import save_audio
+        from dcae.audio import save_audio
 
         save_audio(path, audio, sample_rate)
         return
@@ -104,7 +104,7 @@ def render_media(item: ReportFile, report_dir: Path, folder: str, audio_format: 
     """
     from evaluation.metrics import MetricError, log_mel
     from evaluation.scoring import read_native
-    from vocoder.audio import AudioError
+    from dcae.audio import AudioError
 
     result = RenderedMedia()
     mels = {}

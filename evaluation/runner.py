@@ -30,7 +30,7 @@ def _preload(metric_names: Sequence[str]) -> None:
     import pesq  # noqa: F401
     import pystoi  # noqa: F401
 
-    import vocoder.audio  # noqa: F401
+    import dcae.audio  # noqa: F401
     from evaluation.metrics import _mel_extractor
 
     _mel_extractor()

@@ -16,7 +16,7 @@ from evaluation import metrics, speaker
 
 METRIC_NAMES: tuple[str, ...] = ("pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim")
 CSV_COLUMNS: tuple[str, ...] = ("file", *METRIC_NAMES, "error")
-SILENCE_PEAK = 1e-5  # same threshold as vocoder.audio.check_audio
+SILENCE_PEAK = 1e-5  # same threshold as dcae.audio.check_audio
 
 Row = dict[str, object]
 
@@ -95,12 +95,12 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int]:
     """(samples,) float mono at the file's own rate, and that rate.
 
     libsndfile reads WAV/FLAC/OGG directly (about 100x faster than opening an FFmpeg decoder);
-    everything else goes through :func:`vocoder.audio.load_audio`. Channels are averaged.
-    Raises :class:`vocoder.audio.AudioError`.
+    everything else goes through :func:`dcae.audio.load_audio`. Channels are averaged.
+    Raises :class:`dcae.audio.AudioError`.
     """
     import soundfile
 
-    from vocoder.audio import audio_info, load_audio
+    from dcae.audio import audio_info, load_audio
 
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
@@ -113,7 +113,7 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int]:
 def score_files(name: str, ref_path: str | Path, deg_path: str | Path,
                 metric_names: Sequence[str] | None = None) -> Row:
     """Load both files at their own rates (mono), align them and score them."""
-    from vocoder.audio import AudioError
+    from dcae.audio import AudioError
 
     try:
         loaded = [read_native(path) for path in (ref_path, deg_path)]

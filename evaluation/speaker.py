@@ -5,7 +5,7 @@ The speaker encoder is Resemblyzer's ``VoiceEncoder`` (the ``resemblyzer`` packa
 256-d embedding. Its weights ship inside the package, so SIM works offline. Each signal goes
 through Resemblyzer's own preparation (:func:`resemblyzer.preprocess_wav`: volume raised to
 -30 dBFS if quieter, long silences cut with WebRTC VAD) and ``embed_utterance`` (1.6 s windows,
-averaged). Rate conversion to 16 kHz uses the project's one resampler (:func:`vocoder.audio.resample`).
+averaged). Rate conversion to 16 kHz uses the project's one resampler (:func:`dcae.audio.resample`).
 
 SIM values depend on the encoder: compare them only with SIM from the same encoder.
 """

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from preprocess.filelist import FilelistError, read_filelist
-from vocoder.audio import AudioError, audio_info, load_audio
+from dcae.audio import AudioError, audio_info, load_audio
 
 SAMPLE_RATE = 22050
 MAX_CONSECUTIVE_FAILURES = 32
@@ -68,7 +68,7 @@ def read_window(path: str | Path, segment_samples: int, sample_rate: int = SAMPL
 
     ``duration`` (seconds) saves reading the header when the caller already knows it; ``rng`` picks
     the window (default: the global ``random``).
-    Raises :class:`vocoder.audio.AudioError` when the file cannot be read or is shorter than ``min_seconds``.
+    Raises :class:`dcae.audio.AudioError` when the file cannot be read or is shorter than ``min_seconds``.
     """
     if duration is None:
         duration = audio_info(path).duration

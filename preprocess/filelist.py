@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from dcae.utils.atomic import atomic_write_text
+from dcae.atomic import atomic_write_text
 
 SEPARATOR = "|"
 

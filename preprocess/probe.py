@@ -24,7 +24,7 @@ class ProbeResult:
 
 def probe_file(path: str | Path, min_duration: float = 0.0, decode: bool = False) -> ProbeResult:
     """Probe ``path``: ``valid`` (duration >= ``min_duration``), ``too_short`` or ``corrupt``."""
-    from vocoder.audio import AudioError, audio_info, check_audio, load_audio
+    from dcae.audio import AudioError, audio_info, check_audio, load_audio
 
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:

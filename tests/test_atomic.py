@@ -1,4 +1,4 @@
-"""dcae.utils.atomic: files appear whole or not at all, with the permissions the umask gives."""
+"""dcae.atomic: files appear whole or not at all, with the permissions the umask gives."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,9 @@ import stat
 import pytest
 import torch
 
-from dcae.latents import LatentMeta, save_latent
-from dcae.utils.atomic import atomic_path, atomic_write_text
-from vocoder.audio import save_audio
+from dcae.corpus import LatentMeta, save_latent
+from dcae.atomic import atomic_path, atomic_write_text
+from dcae.audio import save_audio
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 
 from dcae import CheckpointError, ConfigError, DCAEConfig, DCAEWrapper, load_dcae, save_generator
 
-from .conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG
 
 
 def tiny_dict() -> dict:
@@ -86,7 +86,7 @@ def test_wrong_shapes_name_the_key(tmp_path, checkpoint):
 
 def test_checkpoint_of_a_packaged_config_says_which_in_one_line(tmp_path, checkpoint):
     """A tiny checkpoint loaded with the default config names the config it fits and what differs."""
-    from .conftest import DEFAULT_CONFIG
+    from tests.conftest import DEFAULT_CONFIG
 
     path, _ = checkpoint
     with pytest.raises(CheckpointError) as e:

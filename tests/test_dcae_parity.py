@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from dcae import DCAEConfig, DCAEWrapper, load_dcae
-from dcae.weight_norm import fold_weight_norm
+from dcae.model.weight_norm import fold_weight_norm
 
-from .conftest import DEFAULT_CONFIG, REPO, TINY_CONFIG
-from .reference_dcae import ReferenceDCAE, randomize_, relative_error
+from tests.conftest import DEFAULT_CONFIG, REPO, TINY_CONFIG
+from tests.reference_dcae import ReferenceDCAE, randomize_, relative_error
 
 pytest.importorskip("diffusers")
 

@@ -60,7 +60,7 @@ def test_both_renderings_are_scored_and_summarised(run):
 
 def test_rendered_audio_is_what_the_models_produce(run):
     from inference import DCAEInferenceWrapper
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     wrapper = DCAEInferenceWrapper(str(run["ae_model"]), str(TINY_CONFIG), str(run["vocoder"]),
                                    device="cpu")

@@ -105,7 +105,7 @@ def test_problems_are_listed_with_reasons(report):
 def test_report_audio_is_the_audio_that_was_scored(report):
     """Each MP3 copy decodes to the source's length (within the codec's padding) and waveform
     (a lossy copy of 3 dB-SNR white noise keeps a correlation of ~0.98; another file would give ~0)."""
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     out, root = report["out"], report["root"]
     page = report["page"]

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 import export
 from dcae import DCAEWrapper
-from dcae.latents import StoreError, StorePart, done_rows, load_latent, merge_parts
+from dcae.corpus import StoreError, StorePart, done_rows, load_latent, merge_parts
 
-from .conftest import REPO, TINY_CONFIG
+from tests.conftest import REPO, TINY_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_export_matches_single_file_encode(tmp_path, corpus, tiny_checkpoint):
     assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
     assert [r["text"] for r in rows] == [f"text number {i}" for i in range(12)]  # filelist order
     encoder = export.LatentEncoder(tiny_checkpoint, TINY_CONFIG, None, torch.device("cpu"), "fp32")
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     for row in rows:
         latent, meta = load_latent(out / row["latent_path"])
@@ -179,7 +179,7 @@ def test_broken_latent_is_redone(tmp_path, corpus, tiny_checkpoint):
 def export_as_ranks(args: list[str], world_size: int, monkeypatch) -> None:
     """`dcae export` as each rank of a ``world_size``-process run in turn, in this process (rank 0 last:
     it merges once every rank's done marker exists): the files torchrun ranks write, without a process group."""
-    from dcae.utils.distributed import DistInfo
+    from dcae.distributed import DistInfo
 
     for rank in reversed(range(world_size)):
         monkeypatch.setattr(export.distributed, "init_distributed",
@@ -345,7 +345,7 @@ def test_other_model_refused(tmp_path, corpus, tiny_checkpoint):
 
 
 def test_manifest_reader(tmp_path, corpus, tiny_checkpoint):
-    from dcae.latents import LatentManifestDataset
+    from dcae.corpus import LatentManifestDataset
 
     out = tmp_path / "latents"
     assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0

@@ -11,9 +11,9 @@ import soundfile as sf
 from click.testing import CliRunner
 
 import export
-from dcae.latents import load_latent
+from dcae.corpus import load_latent
 
-from .conftest import TINY_CONFIG, VOCODER_CONFIG
+from tests.conftest import TINY_CONFIG, VOCODER_CONFIG
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import SPEECH_SCRIPT
+from tests.conftest import SPEECH_SCRIPT
 
 
 def run(dest, path_env: str):

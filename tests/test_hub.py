@@ -50,7 +50,7 @@ def test_local_paths(tmp_path):
     ckpt = tmp_path / "generator_5.pt"
     ckpt.write_bytes(b"x")
     assert hub.resolve_ae_model(ckpt) == ckpt
-    assert hub.resolve_ae_config(None) == hub.PACKAGED_AE_CONFIG
+    assert hub.resolve_ae_config(None) == hub.DEFAULT_CONFIG
     with pytest.raises(hub.ModelNotFound, match="AE checkpoint not found"):
         hub.resolve_ae_model(tmp_path / "missing.pt")
     with pytest.raises(hub.ModelNotFound, match="not a folder"):

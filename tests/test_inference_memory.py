@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DEFAULT_CONFIG, REPO
+from tests.conftest import DEFAULT_CONFIG, REPO
 
 MEASURE = r"""
 import gc, json, sys, tempfile, torch

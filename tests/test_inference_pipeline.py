@@ -11,10 +11,10 @@ import torch.nn as nn
 
 from dcae import DCAEWrapper, save_generator
 from inference import DCAEInferenceWrapper
-from vocoder.audio import load_audio
+from dcae.audio import load_audio
 from vocoder.mel import load_bigvgan_config
 
-from .conftest import DEFAULT_CONFIG, write_small_vocoder, write_tiny_generator
+from tests.conftest import DEFAULT_CONFIG, write_small_vocoder, write_tiny_generator
 
 TINY = "dcae/configs/tiny.json"
 

@@ -14,8 +14,8 @@ from inference import DCAEInferenceWrapper
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
 from vocoder.mel import load_bigvgan_config
 
-from .conftest import DEFAULT_CONFIG, VOCODER_CONFIG, write_small_vocoder
-from .test_receptive_field import ATTENTION, CONV_OPTIONS, TINY
+from tests.conftest import DEFAULT_CONFIG, VOCODER_CONFIG, write_small_vocoder
+from tests.test_receptive_field import ATTENTION, CONV_OPTIONS, TINY
 
 WHOLE = 10**6  # chunk size that makes one window
 
@@ -48,7 +48,7 @@ def wrapper(root, name: str, vocoder: str = "small_vocoder", **kwargs) -> DCAEIn
 @pytest.fixture(scope="module")
 def speech(speech_files):
     """About 9 s of real speech at 22050 Hz (several recordings end to end)."""
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     return torch.cat([load_audio(p, 22050) for p in speech_files[:6]])
 
@@ -164,7 +164,7 @@ def test_progress_reports_seconds_of_audio(root, speech):
 @pytest.mark.slow  # ~15 s on 2 quiet cores (190M parameters); its receptive field is checked in the default run
 def test_default_config_chunked_equals_whole(root, speech_files, tmp_path):
     """The published 190M configuration (random weights) on ~11 s of real speech: two windows each."""
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     torch.manual_seed(4)
     save_generator(DCAEWrapper(DEFAULT_CONFIG), tmp_path / "generator.pt")

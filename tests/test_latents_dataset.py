@@ -7,11 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import dcae.latent_file
-import tts.data
-from dcae import latents
-from dcae.latents import (LatentManifestDataset, ManifestError, collate_latents, read_manifest, save_tokens,
-                          write_manifest)
+from dcae.corpus import (LatentManifestDataset, ManifestError, collate_latents, read_manifest, save_tokens,
+                         write_manifest)
 
 
 def _corpus(folder, lengths=(4, 6, 5), dim=8, token_counts=(9, 13, 11), with_tokens=True):
@@ -75,10 +72,3 @@ def test_dataset_tokens_errors_name_the_row(tmp_path):
     with pytest.raises(ManifestError, match="row u1: .*truncated") as e:
         ds[1]
     assert "\n" not in str(e.value)
-
-
-def test_old_import_paths_are_the_same_objects():
-    assert tts.data.LatentManifestDataset is latents.LatentManifestDataset
-    assert tts.data.LatentStats is latents.LatentStats and tts.data.ManifestError is latents.ManifestError
-    assert tts.data.pad_sequences is latents.pad_sequences
-    assert dcae.latent_file.load_latent is latents.load_latent and dcae.latent_file.LatentMeta is latents.LatentMeta

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from dcae.latents import LatentStats, ManifestError, RunningStats
+from dcae.corpus import LatentStats, ManifestError, RunningStats
 
 
 def _latents(seed: int = 0) -> list[torch.Tensor]:

@@ -14,13 +14,13 @@ import pytest
 
 from dcae.precision import resolve_precision
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 PROBE = """
 import json, sys, torch
-from dcae.optim import MuonAdamW
+from dcae.training.optim import MuonAdamW
 from dcae.precision import cpu_capability, fast_matmul_dtype, native_bf16, resolve_precision
 optimizer = MuonAdamW([torch.nn.Conv2d(4, 4, 3)], lr=1e-3)
 first = resolve_precision("bf16", "cpu")

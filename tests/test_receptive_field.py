@@ -14,9 +14,9 @@ from dcae.receptive_field import GlobalDependence, ReceptiveField, dcae_receptiv
 from vocoder.bigvgan_loader import build_generator
 from vocoder.fast_activation import FastActivation1d, use_fast_activations
 from vocoder.mel import load_bigvgan_config
-from vocoder.receptive_field import vocoder_receptive_field
+from vocoder.field import vocoder_receptive_field
 
-from .conftest import DEFAULT_CONFIG, TINY_CONFIG, VOCODER_CONFIG
+from tests.conftest import DEFAULT_CONFIG, TINY_CONFIG, VOCODER_CONFIG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,7 +10,7 @@ import pytest
 from tests.test_token_lm_model import small_model
 from tts.run import TTSRun
 from tts.text import TextFrontend
-from tts.token_lm_synthesis import TextStreamer
+from tts.token_lm.synthesis import TextStreamer
 
 TEXTS = ["abc def  gab\tcafe", "  a b  c ", "bad cab", "fed"]
 

@@ -10,13 +10,13 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import LatentMeta, load_latent, read_manifest, save_latent, save_tokens, write_manifest
+from dcae.corpus import LatentMeta, load_latent, read_manifest, save_latent, save_tokens, write_manifest
 from tts.run import load_run
 from tts.synthesize import synthesize_tokens
 from tts.synthetic import SyntheticTokenCorpus
 from tts.train import main as train_main
 
-from .conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG
 
 CORPUS = SyntheticTokenCorpus(vocab=12, dim=80)  # 80-d: the tiny DC-AE decodes it
 SAMPLES_PER_FRAME = 256 * 16
@@ -92,7 +92,7 @@ def test_max_frames_caps_the_cli_and_the_api_alike(run_dir, token_file, tmp_path
     assert synthesize_tokens(run, tokens, seed=3, frames=6, max_frames=4).shape == (80, 6)  # frames wins
 
 def load_tokens_list(path: Path) -> list[int]:
-    from dcae.latents import load_tokens
+    from dcae.corpus import load_tokens
 
     return load_tokens(path)[0].tolist()
 

@@ -15,12 +15,12 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import load_latent, read_manifest, write_manifest
+from dcae.corpus import load_latent, read_manifest, write_manifest
 from tts.run import load_run
-from tts.streaming import stream_audio
+from tts.token_flow.streaming import stream_audio
 from tts.train import main as train_main
 
-from .conftest import TINY_CONFIG, export_short_speech
+from tests.conftest import TINY_CONFIG, export_short_speech
 
 SAMPLES_PER_FRAME = 256 * 16
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: s
 def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
     """Manifest of ~12 short recordings with latents and FSQ token files (token_path, num_tokens, token_rate)."""
     from tts.tokenizers import FSQTokenizer, fsq_preset
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     root = tmp_path_factory.mktemp("speech_tokens")
     manifest = export_short_speech(root, speech_dir, 12, tiny_generator, small_vocoder, with_text=False)
@@ -48,7 +48,7 @@ def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
 
 
 def test_speech_to_tokens_to_streaming_audio(corpus, tiny_generator, small_vocoder, tmp_path):
-    from dcae.latents import load_tokens
+    from dcae.corpus import load_tokens
     from inference import DCAEInferenceWrapper
 
     assert train_main(["--model", "token-flow", "--manifest", str(corpus), "--output-dir", str(tmp_path / "run"),

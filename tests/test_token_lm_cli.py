@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import load_latent, load_tokens, read_manifest, write_manifest
-from tts.length_regulator import frames_for_tokens
+from dcae.corpus import load_latent, load_tokens, read_manifest, write_manifest
+from tts.token_flow.length_regulator import frames_for_tokens
 from tts.synthetic import SyntheticTextTokenCorpus
 from tts.train import main as train_main
 
-from .tts_runs import one_line_error
+from tests.tts_runs import one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -140,10 +140,10 @@ def test_speaker_embeddings_train_and_condition(runs, tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from dcae.latents.manifest import MANIFEST_KEYS
+    from dcae.corpus.manifest import MANIFEST_KEYS
     from tts.run import load_run
     from tts.synthesize import SynthesisError
-    from tts.token_lm_synthesis import speech_tokens
+    from tts.token_lm.synthesis import speech_tokens
 
     rows = read_manifest(runs["manifest"])
     for i, row in enumerate(rows):

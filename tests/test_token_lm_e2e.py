@@ -19,13 +19,13 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import load_latent, load_tokens, read_manifest
-from tts.length_regulator import frames_for_tokens
+from dcae.corpus import load_latent, load_tokens, read_manifest
+from tts.token_flow.length_regulator import frames_for_tokens
 from tts.run import load_run
 from tts.train import main as train_main
 from tts.two_stage import prompt_from_audio, speak
 
-from .conftest import TINY_CONFIG, export_short_speech, text_from_name
+from tests.conftest import TINY_CONFIG, export_short_speech, text_from_name
 
 SAMPLES_PER_FRAME = 256 * 16
 TEXT = "agent logged off, all circuits are busy now; please try your call again later"
@@ -56,7 +56,7 @@ def two_stage(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> di
 def test_text_to_streaming_audio_first_chunk_before_the_lm_ends(two_stage, tiny_generator, small_vocoder):
     from inference import DCAEInferenceWrapper
     from tts.tokenizers import load_tokenizer
-    from vocoder.audio import load_audio
+    from dcae.audio import load_audio
 
     lm, flow = load_run(two_stage["lm"]), load_run(two_stage["flow"])
     assert lm.token_rate == flow.token_rate == pytest.approx(22050 / 256 / 4)

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from tts.token_lm import TokenLM, TokenLMConfig
-from tts.token_lm_generate import BistreamGenerator, GenerationOptions, generate_bistream, generate_plain
-from tts.token_lm_layout import IGNORE, Vocab, bistream_layout, fits_bistream, plain_layout
-from tts.token_sampling import SamplingSettings, draw, filter_logits, guided_logits, repeats, sample_next
+from tts.token_lm.model import TokenLM, TokenLMConfig
+from tts.token_lm.generate import BistreamGenerator, GenerationOptions, generate_bistream, generate_plain
+from tts.token_lm.layout import IGNORE, Vocab, bistream_layout, fits_bistream, plain_layout
+from tts.token_lm.sampling import SamplingSettings, draw, filter_logits, guided_logits, repeats, sample_next
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -207,10 +207,10 @@ def test_plain_refuses_no_text_and_bistream_needs_a_bistream_model():
 
 
 def test_text_streamer_commits_text_as_it_comes(tmp_path):
-    from dcae.latents import LatentStats  # noqa: F401 (the run dataclass is plain)
+    from dcae.corpus import LatentStats  # noqa: F401 (the run dataclass is plain)
     from tts.run import TTSRun
     from tts.text import TextFrontend
-    from tts.token_lm_synthesis import TextStreamer
+    from tts.token_lm.synthesis import TextStreamer
 
     frontend = TextFrontend.fit(["abc def"], "chars")
     model = small_model()

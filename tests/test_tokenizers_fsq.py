@@ -131,7 +131,7 @@ def test_config_checks():
 
 
 def test_save_load_round_trip_and_token_files(tok, mels, tmp_path):
-    from dcae.latents.tokens import load_tokens
+    from dcae.corpus.token_file import load_tokens
 
     save_fsq_tokenizer(tok, tmp_path / "run", extra={"steps": 0})
     loaded = load_fsq_tokenizer(tmp_path / "run")

@@ -21,10 +21,10 @@ from dcae.training.scalars import read_metrics
 from tts import train as tts_train
 from tts.tokenizers import FSQTokenizer, codebook_usage, load_fsq_tokenizer, load_tokenizer
 from tts.trainers.fsq_tokenizer import FSQTokenizerTrainer, valid_frames
-from vocoder.audio import load_audio
+from dcae.audio import load_audio
 from vocoder.mel import MelSpectrogram
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -133,7 +133,7 @@ def test_too_short_clip_is_one_line(tok):
 
 
 def test_token_file_round_trip(tok, tmp_path):
-    from dcae.latents.tokens import load_tokens
+    from dcae.corpus.token_file import load_tokens
 
     (tokens,) = tok.tokenize(babble(2.0, 16000), 16000)
     tok.save_tokens(tmp_path / "clip.safetensors", tokens)

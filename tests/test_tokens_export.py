@@ -23,13 +23,13 @@ import torch
 from click.testing import CliRunner
 
 import export
-from dcae.latents import LatentManifestDataset, StorePart, collate_latents, load_tokens
+from dcae.corpus import LatentManifestDataset, StorePart, collate_latents, load_tokens
 from tts import tokens_cli
 from tts.tokenizers import FSQTokenizer, fsq_preset, load_fsq_tokenizer, save_fsq_tokenizer
-from tts.tokenizers.export import TOKEN_KEYS, export_tokens
-from vocoder.audio import audio_info, load_audio
+from tts.tokenizers.token_export import TOKEN_KEYS, export_tokens
+from dcae.audio import audio_info, load_audio
 
-from .conftest import REPO, TINY_CONFIG
+from tests.conftest import REPO, TINY_CONFIG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -12,7 +12,7 @@ import torch
 
 import train
 from dcae import DCAEWrapper
-from dcae.discriminators import MelDiscriminator
+from dcae.model.discriminators import MelDiscriminator
 from tests.test_train_components import reference_module, write_wav
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,11 +14,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import train
-from dcae.latents import ManifestError
+from dcae.corpus import ManifestError
 from dcae.training import RunConfig, Trainer, run_main
 from tests.test_train_components import write_wav
 
-from .conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from dcae.training.scalars import read_metrics
 from tests.test_train_components import write_wav
 from tts.synthetic import SyntheticCorpus, SyntheticTextTokenCorpus, SyntheticTokenCorpus
 
-from .conftest import REPO, TINY_CONFIG
+from tests.conftest import REPO, TINY_CONFIG
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

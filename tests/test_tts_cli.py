@@ -11,12 +11,12 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import load_latent, save_latent
+from dcae.corpus import load_latent, save_latent
 from tts.run import checkpoint_manager, load_run
 from tts.synthetic import SyntheticCorpus
 from tts.train import main as train_main
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 CORPUS = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=8)
 
@@ -178,7 +178,7 @@ def run_80d(tmp_path_factory) -> Path:
 def test_dcae_tts_audio_format_and_autoencoder_check(run_80d, tiny_generator, small_vocoder, tmp_path):
     from torchcodec.decoders import AudioDecoder
 
-    from dcae.latents import weights_hash
+    from dcae.corpus import weights_hash
 
     models = ["--ae-model", str(tiny_generator), "--ae-config", "dcae/configs/tiny.json", "--vocoder",
               str(small_vocoder), "--device", "cpu"]

@@ -14,10 +14,10 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import load_latent
+from dcae.corpus import load_latent
 from tts.train import main as train_main
 
-from .conftest import TINY_CONFIG, export_short_speech
+from tests.conftest import TINY_CONFIG, export_short_speech
 
 SAMPLES_PER_FRAME = 256 * 16
 

@@ -9,9 +9,9 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import save_tokens
+from dcae.corpus import save_tokens
 
-from .tts_runs import train_runs
+from tests.tts_runs import train_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

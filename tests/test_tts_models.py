@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from tts.ar_model import ARConfig, ARTTS
+from tts.one_stage.ar import ARConfig, ARTTS
 from tts import flow_matching as fm
-from tts.flow_model import FlowConfig, FlowTTS
+from tts.one_stage.flow import FlowConfig, FlowTTS
 
 
 def randomised(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:

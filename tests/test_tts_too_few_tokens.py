@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
-from dcae.latents import save_tokens
+from dcae.corpus import save_tokens
 from tts.run import load_run
-from tts.streaming import open_stream, stream_latents
+from tts.token_flow.streaming import open_stream, stream_latents
 from tts.synthesize import NoFrameError, SynthesisError, load_token_file, synthesize_tokens
 
-from .tts_runs import one_line_error, train_runs
+from tests.tts_runs import one_line_error, train_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REASON = "2 tokens make no latent frame at 25 tokens/s (one frame needs at least 3)"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dcae.latents import ManifestError, read_manifest, save_tokens
+from dcae.corpus import ManifestError, read_manifest, save_tokens
 from tts.synthetic import SyntheticTextTokenCorpus, SyntheticTokenCorpus
 from tts.train import main as train_main
 from tts.trainers.token_corpus import scan_token_files

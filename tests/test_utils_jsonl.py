@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from dcae.latents import StorePart, done_rows
+from dcae.corpus import StorePart, done_rows
 from dcae.training.scalars import read_metrics
-from dcae.utils.jsonl import read_jsonl
+from dcae.jsonl import read_jsonl
 
 
 def test_rows_up_to_a_torn_line(tmp_path):

@@ -1,4 +1,4 @@
-"""vocoder.audio: decoding (torchcodec + soundfile fallback), checks, resampling, atomic WAV writing."""
+"""dcae.audio: decoding (torchcodec + soundfile fallback), checks, resampling, atomic WAV writing."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from vocoder.audio import AudioError, audio_info, check_audio, check_output_suffix, load_audio, resample, save_audio
+from dcae.audio import AudioError, audio_info, check_audio, check_output_suffix, load_audio, resample, save_audio
 
 
 def tone(sr: int, seconds: float, channels: int = 1) -> np.ndarray:
@@ -42,7 +42,7 @@ def test_soundfile_fallback_matches(tmp_path, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("FFmpeg unavailable")
 
-    monkeypatch.setattr("vocoder.audio._torchcodec_decoder", broken)
+    monkeypatch.setattr("dcae.audio._torchcodec_decoder", broken)
     torch.testing.assert_close(load_audio(tmp_path / "a.wav"), expected)
 
 
@@ -101,7 +101,7 @@ def test_files_and_tensors_are_resampled_alike(tmp_path):
 def test_resample_in_blocks_equals_one_pass(monkeypatch, orig, new):
     from scipy.signal import resample_poly
 
-    import vocoder.audio
+    import dcae.audio
 
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3 * orig + 17)).astype(np.float32))
     one_pass = resample(x, orig, new)
@@ -109,7 +109,7 @@ def test_resample_in_blocks_equals_one_pass(monkeypatch, orig, new):
     reference = resample_poly(x.double().numpy(), ratio.numerator, ratio.denominator, axis=-1)
     assert one_pass.shape == (2, math.ceil(x.shape[-1] * new / orig)) and one_pass.dtype == torch.float32
     np.testing.assert_allclose(one_pass.double().numpy(), reference[:, :one_pass.shape[-1]], rtol=0, atol=1e-6)
-    monkeypatch.setattr(vocoder.audio, "RESAMPLE_BLOCK", 5000)  # many blocks, each with its context
+    monkeypatch.setattr(dcae.audio, "RESAMPLE_BLOCK", 5000)  # many blocks, each with its context
     torch.testing.assert_close(resample(x, orig, new), one_pass, rtol=0, atol=1e-6)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from bigvgan.meldataset import mel_spectrogram
 
-from vocoder.audio import load_audio
+from dcae.audio import load_audio
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
 
 

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from vocoder.receptive_field import stage_fields
+from vocoder.field import stage_fields
 from vocoder.staged import generate, stage_window
 
-from .test_receptive_field import small_bigvgan
+from tests.test_receptive_field import small_bigvgan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,12 +11,12 @@ import click
 import torch
 
 from dcae.cli_options import fail, given_flags, model_options
-from dcae.latents import LatentFileError, LatentMeta, load_latent, save_latent
+from dcae.corpus import LatentFileError, LatentMeta, load_latent, save_latent
 
-from .run import RunError, load_run
-from .synthesize import SynthesisError, stream_frames, synthesize
-from .lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_outputs
-from .token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
+from tts.run import RunError, load_run
+from tts.synthesize import SynthesisError, stream_frames, synthesize
+from tts.lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_outputs
+from tts.token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
 
 STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
 
@@ -130,7 +130,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     if out_latent is not None and out_latent.suffix.lower() != ".safetensors":
         fail(f"{out_latent}: latent files are .safetensors")
     if output is not None:
-        from vocoder.audio import AudioError, check_output_suffix
+        from dcae.audio import AudioError, check_output_suffix
 
         try:
             check_output_suffix(output)
@@ -207,7 +207,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
 
 def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, precision):
     """The DC-AE decoder + vocoder for a run's latents (one-line errors; a warning for other AE weights)."""
-    from dcae.latents import weights_hash
+    from dcae.corpus import weights_hash
     from inference import build_wrapper, other_autoencoder_warning
 
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
@@ -224,7 +224,7 @@ def _write_outputs(run, latent, audio, wrapper, out_latent: Path | None, output:
     if out_latent is not None:
         save_latent(out_latent, latent, _latent_meta(run.latent_info, latent.shape[1]))
     if output is not None:
-        from vocoder.audio import save_audio
+        from dcae.audio import save_audio
 
         save_audio(output, audio, wrapper.sample_rate)
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 from dcae.errors import ConfigError
 from dcae.training import RunConfig
 
-from .flow_matching import check_time_schedule
+from tts.flow_matching import check_time_schedule
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 MODELS = ("ar", "flow")

@@ -11,11 +11,11 @@ from typing import Any, Callable
 import click
 import torch
 
-from .run import RunError, TTSRun, load_run
-from .synthesize import NoFrameError, SynthesisError, frames_for, read_token_file, synthesize_tokens
-from .token_command import gather_audio
-from .token_sampling import SamplingSettings
-from .two_stage import VoicePrompt, check_pair, prompt_from_audio, speak, speech_token_source
+from tts.run import RunError, TTSRun, load_run
+from tts.synthesize import NoFrameError, SynthesisError, frames_for, read_token_file, synthesize_tokens
+from tts.token_command import gather_audio
+from tts.token_lm.sampling import SamplingSettings
+from tts.two_stage import VoicePrompt, check_pair, prompt_from_audio, speak, speech_token_source
 
 LM_OPTIONS_HELP = {
     "out_tokens": "token-lm runs: write the generated speech tokens here (.safetensors token file).",
@@ -94,7 +94,7 @@ def _prompt(args: LMArgs, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_laten
         if wrapper is None:
             raise SynthesisError("--prompt-audio needs --flow and -o or --out-latent (the DC-AE encodes the prompt)")
         from inference import load_checked_audio
-        from .tokenizers import load_tokenizer
+        from tts.tokenizers import load_tokenizer
 
         spec = _tokenizer_spec(args, lm)
         tokenizer = load_tokenizer(spec, device="cpu")
@@ -169,7 +169,7 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
     latents: list[torch.Tensor] = []
     try:
         if not want_audio:
-            from .two_stage import speak_latents
+            from tts.two_stage import speak_latents
 
             latents = list(speak_latents(lm, flow, source, text_stream=args.text_stream, prompt_text=prompt_text,
                                          prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
@@ -190,7 +190,7 @@ def two_stage_outputs(lm: TTSRun, args: LMArgs, *, text: str | None, prompt_text
 
 def save_token_output(path: Path, tokens: torch.Tensor, lm: TTSRun) -> None:
     """The generated tokens as a token file with the run's rate, tokenizer and codebook size."""
-    from dcae.latents import save_tokens
+    from dcae.corpus import save_tokens
 
     extra = {"codebook_size": lm.model.cfg.codebook_size}
     if lm.latent_info.get("tokenizer"):

@@ -21,15 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from dcae.latents import LatentStats, ManifestError
-from dcae.utils.atomic import atomic_write_json
+from dcae.corpus import LatentStats, ManifestError
+from dcae.atomic import atomic_write_json
 from dcae.training.checkpoints import CheckpointManager
 
-from .ar_model import ARConfig, ARTTS
-from .flow_model import FlowConfig, FlowTTS
-from .text import FrontendError, TextFrontend
-from .token_flow_model import TokenFlowConfig, TokenFlowModel
-from .token_lm import TokenLM, TokenLMConfig
+from tts.one_stage.ar import ARConfig, ARTTS
+from tts.one_stage.flow import FlowConfig, FlowTTS
+from tts.text import FrontendError, TextFrontend
+from tts.token_flow.model import TokenFlowConfig, TokenFlowModel
+from tts.token_lm.model import TokenLM, TokenLMConfig
 
 CHECKPOINT_FILES = ["model", "optimizer", "state"]
 TEXT_KINDS = ("ar", "flow")  # text -> latents: the run has a text front end (vocab.json)

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import torch
 
-from .run import TTSRun
+from tts.run import TTSRun
 
 DEFAULT_STEPS = {"ar": 10, "flow": 32, "token-flow": 10}
 DEFAULT_CFG = {"ar": 1.5, "flow": 2.0, "token-flow": 1.5}
@@ -142,7 +142,7 @@ def frames_for(run: TTSRun, num_tokens: int, what: str = "") -> int:
 def read_token_file(path: str | Path, run: TTSRun) -> torch.Tensor:
     """A token file's ids (N,), refused in one line (:class:`SynthesisError`) when unreadable or written
     at another token rate than ``run`` (a token-flow or token-lm run) was trained on."""
-    from dcae.latents import TokenFileError, load_tokens
+    from dcae.corpus import TokenFileError, load_tokens
 
     try:
         tokens, meta = load_tokens(path)

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from dcae.latents import LatentMeta, save_latent, save_tokens, write_manifest
+from dcae.corpus import LatentMeta, save_latent, save_tokens, write_manifest
 
-from .length_regulator import frame_spans, frames_for_tokens, slot_count, span_slots
+from tts.token_flow.length_regulator import frame_spans, frames_for_tokens, slot_count, span_slots
 
 SAMPLE_RATE, HOP, COMPRESSION = 22050, 256, 16
 
@@ -193,7 +193,7 @@ class SyntheticTextTokenCorpus:
 
     def write(self, folder: str | Path, texts: list[str], seed: int = 0) -> Path:
         """Token files, latents and ``manifest.jsonl`` (rows with ``text`` too); returns the manifest path."""
-        from dcae.latents import read_manifest
+        from dcae.corpus import read_manifest
 
         manifest = self.latents.write(folder, [self.tokens(t) for t in texts], seed=seed)
         rows = read_manifest(manifest)

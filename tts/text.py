@@ -13,7 +13,7 @@ import json
 import unicodedata
 from pathlib import Path
 
-from dcae.utils.atomic import atomic_write_json
+from dcae.atomic import atomic_write_json
 
 PAD, UNK = "<pad>", "<unk>"
 SPECIALS = (PAD, UNK)

@@ -9,9 +9,9 @@ from typing import Callable, Iterable
 import click
 import torch
 
-from .run import TTSRun
-from .streaming import DEFAULT_CHUNK_FRAMES, stream_audio, stream_latents
-from .synthesize import SynthesisError, check_tokens, load_token_file, read_token_file, synthesize_tokens
+from tts.run import TTSRun
+from tts.token_flow.streaming import DEFAULT_CHUNK_FRAMES, stream_audio, stream_latents
+from tts.synthesize import SynthesisError, check_tokens, load_token_file, read_token_file, synthesize_tokens
 
 TOKEN_OPTIONS_HELP = {
     "stream": "Token-flow runs: generate chunk by chunk (block-causal attention, as for a live token stream) "

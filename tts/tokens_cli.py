@@ -17,13 +17,13 @@ from pathlib import Path
 import click
 
 from dcae.cli_options import device_option, fail
-from dcae.latents import ManifestError
-from dcae.utils.distributed import init_distributed
+from dcae.corpus import ManifestError
+from dcae.distributed import init_distributed
 
-from .tokenizers import FSQTokenizerRunError, load_tokenizer
-from .tokenizers.export import TokenExportError, export_tokens
-from .tokenizers.load import S3_SPEC
-from .tokenizers.s3_weights import S3TokenizerUnavailable
+from tts.tokenizers import FSQTokenizerRunError, load_tokenizer
+from tts.tokenizers.token_export import TokenExportError, export_tokens
+from tts.tokenizers.load import S3_SPEC
+from tts.tokenizers.s3_weights import S3TokenizerUnavailable
 
 
 def check_spec(spec: str) -> None:

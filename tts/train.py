@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dcae.training import run_main
 
-from .trainers import TRAINERS, trainer_class
+from tts.trainers import TRAINERS, trainer_class
 
 PROG = "python -m tts.train"
 

@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .run import TTSRun
-from .streaming import stream_audio, stream_latents
-from .synthesize import SynthesisError
-from .token_lm_synthesis import stream_speech_tokens, stream_tokens_from_text
+from tts.run import TTSRun
+from tts.token_flow.streaming import stream_audio, stream_latents
+from tts.synthesize import SynthesisError
+from tts.token_lm.synthesis import stream_speech_tokens, stream_tokens_from_text
 
 
 @dataclass

@@ -18,9 +18,9 @@ from bigvgan.env import AttrDict
 from dcae.hub import resolve_vocoder_dir
 from dcae.precision import precision_dtype
 
-from .fast_activation import use_fast_activations
-from .mel import MelSpectrogram, load_bigvgan_config
-from .staged import generate
+from vocoder.fast_activation import use_fast_activations
+from vocoder.mel import MelSpectrogram, load_bigvgan_config
+from vocoder.staged import generate
 
 GENERATOR_FILE = "bigvgan_generator.pt"
 
@@ -100,7 +100,7 @@ def load_vocoder(path_or_id: str | Path | None = None, device: str | torch.devic
 
 def save_vocoder_folder(folder: str | Path, generator: BigVGAN, config: dict) -> Path:
     """Write ``generator`` (weight norm still applied, as trained) in NVIDIA's layout."""
-    from dcae.utils.atomic import atomic_torch_save, atomic_write_json
+    from dcae.atomic import atomic_torch_save, atomic_write_json
 
     folder = Path(folder)
     atomic_write_json(folder / "config.json", {k: v for k, v in dict(config).items() if k != "use_cuda_kernel"})

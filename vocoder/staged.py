@@ -19,7 +19,7 @@ from bigvgan.bigvgan import BigVGAN
 
 from dcae.receptive_field import ReceptiveField, chunk_windows
 
-from .receptive_field import stage_fields
+from vocoder.field import stage_fields
 
 TENSOR_LIMIT = 8 * 2**20  # bytes (see above)
 

@@ -7,7 +7,7 @@ data order), ``rng`` (random state), ``scalars`` (TensorBoard + metrics.jsonl), 
 """
 from dcae.errors import ConfigError
 
-from .config import RunConfig
-from .harness import Trainer, TrainingRun, Update, run_main, train
+from dcae.training.config import RunConfig
+from dcae.training.harness import Trainer, TrainingRun, Update, run_main, train
 
 __all__ = ["ConfigError", "RunConfig", "Trainer", "TrainingRun", "Update", "run_main", "train"]

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dcae.utils.atomic import atomic_torch_save
+from dcae.atomic import atomic_torch_save
 
 
 class CheckpointManager:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dcae.errors import ConfigError
-from dcae.utils.atomic import atomic_write_json
+from dcae.atomic import atomic_write_json
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}

@@ -43,14 +43,14 @@ from tqdm import tqdm
 
 from dcae.errors import ConfigError
 from dcae.precision import resolve_precision
-from dcae.utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from dcae.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 
-from .checkpoints import CheckpointManager
-from .config import RunConfig
-from .flags import config_to_dict, parse_config, save_config
-from .rng import rng_state, rng_unchanged, seed_everything, set_rng_state
-from .sampling import ResumableSampler, mix_seed
-from .scalars import ScalarLog
+from dcae.training.checkpoints import CheckpointManager
+from dcae.training.config import RunConfig
+from dcae.training.flags import config_to_dict, parse_config, save_config
+from dcae.training.rng import rng_state, rng_unchanged, seed_everything, set_rng_state
+from dcae.training.sampling import ResumableSampler, mix_seed
+from dcae.training.scalars import ScalarLog
 
 STATE_FILE = "state"
 TRAINING_PRECISIONS = ("auto", "fp32", "bf16")

@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dcae.utils.atomic import atomic_write_text
-from dcae.utils.jsonl import read_jsonl
+from dcae.atomic import atomic_write_text
+from dcae.jsonl import read_jsonl
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -12,12 +12,12 @@
 
 The S3 modules import the ``s3tokenizer`` package only when an S3 tokenizer is built.
 """
-from .base import SpeechTokenizer
-from .fsq import FSQTokenizer
-from .fsq_config import FSQTokenizerConfig, fsq_preset
-from .fsq_run import FSQTokenizerRunError, load_fsq_tokenizer, save_fsq_tokenizer
-from .load import load_tokenizer
-from .usage import CodebookUsage, codebook_usage
+from tts.tokenizers.base import SpeechTokenizer
+from tts.tokenizers.fsq import FSQTokenizer
+from tts.tokenizers.fsq_config import FSQTokenizerConfig, fsq_preset
+from tts.tokenizers.fsq_run import FSQTokenizerRunError, load_fsq_tokenizer, save_fsq_tokenizer
+from tts.tokenizers.load import load_tokenizer
+from tts.tokenizers.usage import CodebookUsage, codebook_usage
 
 __all__ = ["SpeechTokenizer", "FSQTokenizer", "FSQTokenizerConfig", "fsq_preset", "FSQTokenizerRunError",
            "load_fsq_tokenizer", "save_fsq_tokenizer", "load_tokenizer", "CodebookUsage", "codebook_usage"]

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from vocoder.audio import resample
+from dcae.audio import resample
 
 AudioInput = torch.Tensor | Sequence[torch.Tensor]
 
@@ -90,7 +90,7 @@ class SpeechTokenizer(nn.Module, ABC):
         return {"tokenizer": self.name, "codebook_size": self.codebook_size}
 
     def save_tokens(self, path: str | Path, tokens: torch.Tensor) -> None:
-        """Write one clip's tokens (N,) as a token file (``dcae.latents.tokens`` format), atomically."""
-        from dcae.latents.tokens import save_tokens
+        """Write one clip's tokens (N,) as a token file (``dcae.corpus.token_file`` format), atomically."""
+        from dcae.corpus.token_file import save_tokens
 
         save_tokens(path, tokens, self.token_rate, extra=self.token_file_metadata())

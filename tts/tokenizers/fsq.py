@@ -26,9 +26,9 @@ from vector_quantize_pytorch import FSQ
 from dcae.errors import ConfigError
 from vocoder.mel import MelSpectrogram
 
-from .base import SpeechTokenizer
-from .fsq_config import FSQTokenizerConfig
-from .layers import ChannelNorm, ConvNeXtBlock1d, length_mask
+from tts.tokenizers.base import SpeechTokenizer
+from tts.tokenizers.fsq_config import FSQTokenizerConfig
+from tts.tokenizers.layers import ChannelNorm, ConvNeXtBlock1d, length_mask
 
 PAD_TOKEN = -1  # positions past a clip's end in batched ``encode`` output
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from dcae.errors import ConfigError
-from dcae.utils.atomic import atomic_save_safetensors, atomic_write_json
+from dcae.atomic import atomic_save_safetensors, atomic_write_json
 
-from .fsq import FSQTokenizer
-from .fsq_config import FSQTokenizerConfig
+from tts.tokenizers.fsq import FSQTokenizer
+from tts.tokenizers.fsq_config import FSQTokenizerConfig
 
 CONFIG_FILE = "fsq_tokenizer.json"
 WEIGHTS_FILE = "fsq_tokenizer.safetensors"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .base import SpeechTokenizer
+from tts.tokenizers.base import SpeechTokenizer
 
 S3_SPEC = "s3"
 
@@ -17,9 +17,9 @@ def load_tokenizer(spec: str | Path, device: str | torch.device = "cpu", s3_mode
     else is an FSQ tokenizer run folder (:func:`~tts.tokenizers.fsq_run.load_fsq_tokenizer`).
     Errors are one line: ``S3TokenizerUnavailable`` / ``S3WeightsNotFound`` / ``FSQTokenizerRunError``."""
     if str(spec) == S3_SPEC:
-        from .s3 import S3Tokenizer
+        from tts.tokenizers.s3 import S3Tokenizer
 
         return S3Tokenizer.from_pretrained(s3_model, device=device, flag=s3_flag)
-    from .fsq_run import load_fsq_tokenizer
+    from tts.tokenizers.fsq_run import load_fsq_tokenizer
 
     return load_fsq_tokenizer(spec, device=device)

@@ -2,7 +2,7 @@
 
 The model and its log-mel front end are the ``s3tokenizer`` package's own (optional extra
 ``pip install -e ".[s3]"``); this module adds the :class:`~tts.tokenizers.base.SpeechTokenizer`
-interface around them: any input sample rate (resampled with :func:`vocoder.audio.resample`),
+interface around them: any input sample rate (resampled with :func:`dcae.audio.resample`),
 batches of clips of any lengths, and audio longer than the model's 30 s window (overlapping
 windows, :mod:`tts.tokenizers.windows`).
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .base import SpeechTokenizer
-from .s3_weights import DEFAULT_FLAG, MODEL_NAME, build_s3_model, import_s3tokenizer, load_s3_model
-from .windows import plan_windows
+from tts.tokenizers.base import SpeechTokenizer
+from tts.tokenizers.s3_weights import DEFAULT_FLAG, MODEL_NAME, build_s3_model, import_s3tokenizer, load_s3_model
+from tts.tokenizers.windows import plan_windows
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160           # mel frames at 100 Hz

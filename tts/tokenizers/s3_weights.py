@@ -6,7 +6,7 @@ and checks its SHA-256. Offline, :class:`S3WeightsNotFound` says in one line wha
 the cache expects it, and how to point at a local copy (``--s3-model`` / ``DCAE_S3_TOKENIZER``).
 
 ``s3tokenizer`` imports ``torchaudio`` at the top of its ``utils`` module for a file loader that we
-never call (audio is decoded and resampled by :mod:`vocoder.audio`). PyPI's torchaudio wheels are
+never call (audio is decoded and resampled by :mod:`dcae.audio`). PyPI's torchaudio wheels are
 CUDA builds tied to one torch release, so on a CPU build of torch, or another torch release, that
 import fails; :func:`import_s3tokenizer` then puts an empty stand-in module in its place.
 """
@@ -39,7 +39,7 @@ def _stand_in_torchaudio() -> types.ModuleType:
 
     def _unavailable(name: str):
         raise AttributeError(f"torchaudio.{name}: torchaudio does not load with this torch build; "
-                             "decode audio with vocoder.audio.load_audio instead")
+                             "decode audio with dcae.audio.load_audio instead")
 
     module.__getattr__ = _unavailable  # type: ignore[attr-defined]
     return module

@@ -30,10 +30,10 @@ from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
 from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, note_skipped, read_clip
 from preprocess.filelist import FilelistError, read_filelist
-from vocoder.audio import AudioError
+from dcae.audio import AudioError
 
-from ..tokenizers import FSQTokenizer, FSQTokenizerConfig, codebook_usage, save_fsq_tokenizer
-from ..tokenizers.fsq_config import PRESETS as ARCHITECTURE_PRESETS
+from tts.tokenizers import FSQTokenizer, FSQTokenizerConfig, codebook_usage, save_fsq_tokenizer
+from tts.tokenizers.fsq_config import PRESETS as ARCHITECTURE_PRESETS
 
 KIND = "fsq-tokenizer"
 ARCHITECTURE_FIELDS = ("mel_frames_per_token", "channels", "frame_blocks", "token_blocks", "kernel_size", "mlp_ratio",

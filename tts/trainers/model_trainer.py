@@ -16,10 +16,10 @@ import torch
 
 from dcae.training import ConfigError, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
-from dcae.utils.atomic import atomic_write_json
+from dcae.atomic import atomic_write_json
 
-from ..config import load_presets
-from ..run import build_model
+from tts.config import load_presets
+from tts.run import build_model
 
 
 def is_restart(out: Path, kind: str) -> bool:

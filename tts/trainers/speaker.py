@@ -1,7 +1,7 @@
 """Speaker embeddings of manifest rows (``--speaker-dim`` S > 0, token-flow and token-lm).
 
 Each row's ``speaker_path`` (relative to the manifest's folder, like ``latent_path``;
-:func:`~dcae.latents.read_manifest` makes it absolute) names a safetensors file holding a float
+:func:`~dcae.corpus.read_manifest` makes it absolute) names a safetensors file holding a float
 tensor ``embedding`` of shape (S,).
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from dcae.latents import ManifestError, TensorFileError
-from dcae.latents.tensor_file import read_tensor
+from dcae.corpus import ManifestError, TensorFileError
+from dcae.corpus.tensor_file import read_tensor
 
 SPEAKER_KEY = "embedding"
 

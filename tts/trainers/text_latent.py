@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
+from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
 from dcae.training import TrainingRun
 
-from ..config import PRESET_DIR, TTSTrainConfig, check_config
-from ..run import model_config, save_run_files
-from ..text import FrontendError, TextFrontend
-from .model_trainer import ModelTrainer, is_restart
+from tts.config import PRESET_DIR, TTSTrainConfig, check_config
+from tts.run import model_config, save_run_files
+from tts.text import FrontendError, TextFrontend
+from tts.trainers.model_trainer import ModelTrainer, is_restart
 
 
 class TokenizedLatents(Dataset):

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from dcae.latents import ManifestError, TokenFileError, TokenMeta, load_tokens
+from dcae.corpus import ManifestError, TokenFileError, TokenMeta, load_tokens
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def row_tokens(manifest: str | Path, row: dict[str, Any]) -> tuple[torch.Tensor,
 
 
 def scan_token_files(manifest: str | Path, rows: list[dict[str, Any]]) -> TokenCorpus:
-    """Read every row's token file (``token_path``, absolute as :func:`~dcae.latents.read_manifest`
+    """Read every row's token file (``token_path``, absolute as :func:`~dcae.corpus.read_manifest`
     gives it) and check the token rate. Raises :class:`ManifestError` naming the row."""
     rate, counts, codebooks, tokenizers, largest = None, [], set(), set(), -1
     for row in rows:

@@ -20,16 +20,16 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from dcae.latents import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
+from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
 from dcae.training import ConfigError, TrainingRun
 
-from ..config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
-from ..length_regulator import frames_for_tokens
-from ..run import save_run_files
-from ..token_flow_model import TokenFlowConfig
-from .model_trainer import ModelTrainer, is_restart
-from .speaker import load_speaker_embedding, speaker_paths
-from .token_corpus import TokenCorpus, scan_token_files
+from tts.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
+from tts.token_flow.length_regulator import frames_for_tokens
+from tts.run import save_run_files
+from tts.token_flow.model import TokenFlowConfig
+from tts.trainers.model_trainer import ModelTrainer, is_restart
+from tts.trainers.speaker import load_speaker_embedding, speaker_paths
+from tts.trainers.token_corpus import TokenCorpus, scan_token_files
 
 KIND = "token-flow"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND

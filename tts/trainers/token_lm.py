@@ -22,17 +22,17 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from dcae.latents import ManifestError, pad_sequences, read_manifest
+from dcae.corpus import ManifestError, pad_sequences, read_manifest
 from dcae.training import ConfigError, TrainingRun
 
-from ..config import TTSRunConfig, check_manifest, check_transformer
-from ..run import save_run_files
-from ..text import KINDS as FRONTEND_KINDS, FrontendError, TextFrontend
-from ..token_lm import TokenLMConfig
-from ..token_lm_layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
-from .model_trainer import ModelTrainer, is_restart
-from .speaker import load_speaker_embedding, speaker_paths
-from .token_corpus import row_tokens, scan_token_files
+from tts.config import TTSRunConfig, check_manifest, check_transformer
+from tts.run import save_run_files
+from tts.text import KINDS as FRONTEND_KINDS, FrontendError, TextFrontend
+from tts.token_lm.model import TokenLMConfig
+from tts.token_lm.layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
+from tts.trainers.model_trainer import ModelTrainer, is_restart
+from tts.trainers.speaker import load_speaker_embedding, speaker_paths
+from tts.trainers.token_corpus import row_tokens, scan_token_files
 
 KIND = "token-lm"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
