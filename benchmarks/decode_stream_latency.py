@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.pipeline_speed import speech  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
-from inference import DCAEInferenceWrapper  # noqa: E402
+from dcae.pipeline import DCAEInferenceWrapper  # noqa: E402
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
 from vocoder.mel import load_bigvgan_config  # noqa: E402
 

@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     from bigvgan.env import AttrDict
 
-    from export import run_export
+    from dcae.latent_export import run_export
 
     h = AttrDict(json.loads((REPO / "vocoder/configs/bigvgan_v2_22khz_80band_256x.json").read_text()))
     tmp = Path(tempfile.mkdtemp())

@@ -25,17 +25,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.test_inference_pipeline import (reference_models, reference_pipeline)  # noqa: E402  (the reference, written out)
-
 from benchmarks.common import machine  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
+from dcae.audio import load_audio  # noqa: E402
+from dcae.pipeline import DCAEInferenceWrapper  # noqa: E402
 from dcae.precision import resolve_precision  # noqa: E402
 from dcae.receptive_field import chunk_windows  # noqa: E402
-from inference import DCAEInferenceWrapper  # noqa: E402
-from dcae.audio import load_audio  # noqa: E402
+from tests.test_inference_pipeline import reference_models, reference_pipeline  # noqa: E402  (the reference, written out)
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
-from vocoder.mel import load_bigvgan_config  # noqa: E402
 from vocoder.field import vocoder_receptive_field  # noqa: E402
+from vocoder.mel import load_bigvgan_config  # noqa: E402
 from vocoder.staged import generate  # noqa: E402
 
 CONFIG = str(REPO / "dcae" / "configs" / "default.json")

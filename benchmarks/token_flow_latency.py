@@ -36,10 +36,10 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
 from dcae.corpus import LatentStats  # noqa: E402
-from inference import DCAEInferenceWrapper  # noqa: E402
+from dcae.pipeline import DCAEInferenceWrapper  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
-from tts.token_flow.streaming import stream_audio, stream_latents  # noqa: E402
 from tts.token_flow.model import TokenFlowConfig, TokenFlowModel  # noqa: E402
+from tts.token_flow.streaming import stream_audio, stream_latents  # noqa: E402
 from tts.trainers.token_flow import PRESET_DIR  # noqa: E402
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
 from vocoder.mel import load_bigvgan_config  # noqa: E402

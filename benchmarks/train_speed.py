@@ -32,15 +32,16 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import train  # noqa: E402
 from dcae import DCAEWrapper, dispersive_loss  # noqa: E402
+from dcae.audio import audio_info, load_audio  # noqa: E402
+from dcae.distributed import DistInfo  # noqa: E402
+from dcae.model import trainer as train  # noqa: E402
 from dcae.precision import cpu_capability, fast_matmul_dtype  # noqa: E402
 from dcae.training import TrainingRun  # noqa: E402
-from dcae.distributed import DistInfo  # noqa: E402
 from preprocess.dataset import read_segment  # noqa: E402
-from dcae.audio import audio_info, load_audio  # noqa: E402
-from vocoder.mel import MelSpectrogram  # noqa: E402
 from tests.reference_repo import REFERENCE_REPO, import_reference_file, reference_available  # noqa: E402
+from vocoder.mel import MelSpectrogram  # noqa: E402
+
 
 def reference_module(path: str, folder: Path):
     return import_reference_file(path, folder)

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
-from tts.one_stage.ar import ARConfig, ARTTS  # noqa: E402
 from tts.config import TTSTrainConfig, load_presets  # noqa: E402
+from tts.one_stage.ar import ARTTS, ARConfig  # noqa: E402
 from tts.one_stage.flow import FlowConfig, FlowTTS  # noqa: E402
 
 FRAME_RATE = 22050 / 256 / 16

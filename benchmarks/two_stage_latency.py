@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.token_flow_latency import TOKEN_RATE, VOCAB, random_wrapper, token_flow_run  # noqa: E402
+from tts import two_stage  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
 from tts.text import TextFrontend  # noqa: E402
 from tts.token_lm.model import TokenLM, TokenLMConfig  # noqa: E402
-from tts import two_stage  # noqa: E402
 from tts.token_lm.synthesis import speech_tokens  # noqa: E402
 from tts.trainers.token_lm import PRESET_DIR  # noqa: E402
 from tts.two_stage import speak, speak_latents  # noqa: E402

@@ -25,9 +25,10 @@ import torch
 
 from dcae.atomic import atomic_path
 
-DEFAULT_SAMPLE_RATE = 22050
+DEFAULT_SAMPLE_RATE = 22050  # the toolkit's audio rate: BigVGAN-v2 22 kHz and the DC-AE's mel (the one definition)
 SILENCE_PEAK = 1e-5  # a waveform whose peak |x| is below this is "silent"
 RESAMPLE_BLOCK = 1 << 20  # input samples per block of :func:`resample` (bounds its extra memory)
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm", ".mp4"}
 LIBSNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # written with soundfile, 16-bit PCM
 
 
@@ -148,6 +149,13 @@ def check_audio(audio: torch.Tensor, path: str | Path, min_samples: int = 256) -
     peak = float(audio.abs().max())
     if peak < SILENCE_PEAK:
         raise AudioError(path, f"silent audio (peak {peak:.2e})")
+
+
+def load_checked_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """:func:`load_audio` then :func:`check_audio`: (samples,) float32 at ``sample_rate``, or :class:`AudioError`."""
+    audio = load_audio(path, sample_rate)
+    check_audio(audio, path)
+    return audio
 
 
 def save_audio(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> None:

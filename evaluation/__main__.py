@@ -1,5 +1,5 @@
 """``python -m evaluation``: the same command as ``dcae evaluate``."""
-from evaluation.cli import evaluate_command
+from dcae.cli.evaluate import evaluate_command
 
 if __name__ == "__main__":
     evaluate_command(prog_name="python -m evaluation")

@@ -14,7 +14,9 @@ from typing import Sequence
 
 from dcae.atomic import atomic_write_text
 from evaluation.html_page import Page, PageRow, render_page
-from evaluation.report_media import ReportFile, RenderedMedia, render_media
+from evaluation.metrics import _mel_extractor
+from evaluation.plots import plot_histograms
+from evaluation.report_media import RenderedMedia, ReportFile, render_media
 from evaluation.runner import map_in_workers
 from evaluation.scoring import Row
 
@@ -36,14 +38,10 @@ def _preload() -> None:
     import matplotlib.image  # noqa: F401
     import torchcodec.encoders  # noqa: F401
 
-    from evaluation.metrics import _mel_extractor
-
     _mel_extractor()
 
 
 def _histograms(assets: Path, out: Path, groups: dict[str, Sequence[Row]]) -> list[str]:
-    from evaluation.plots import plot_histograms
-
     return [p.relative_to(out).as_posix() for p in plot_histograms(assets / "histograms", groups)]
 
 

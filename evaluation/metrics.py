@@ -25,9 +25,12 @@ import warnings
 import numpy as np
 import torch
 
+from dcae.audio import DEFAULT_SAMPLE_RATE, resample
+from vocoder.mel import MelSpectrogram
+
 PESQ_WB_RATE = 16000
 PESQ_NB_RATE = 8000
-MEL_RATE = 22050
+MEL_RATE = DEFAULT_SAMPLE_RATE
 SI_SDR_CEILING_DB = 150.0  # identical signals score this instead of +inf (keeps CSV/JSON finite)
 
 
@@ -49,7 +52,6 @@ def resample_to(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.nda
     """(samples,) at ``sample_rate`` -> (samples',) at ``target_rate`` (dcae.audio.resample)."""
     if sample_rate == target_rate:
         return audio
-    from dcae.audio import resample
 
     return resample(torch.from_numpy(audio), sample_rate, target_rate).numpy()
 
@@ -128,8 +130,6 @@ def si_sdr(ref, deg) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _mel_extractor():
-    from vocoder.mel import MelSpectrogram
-
     return MelSpectrogram().eval()
 
 

@@ -17,7 +17,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from dcae.audio import AudioError, check_audio, load_audio, save_audio
+from dcae.paths import colliding_outputs
+from dcae.pipeline import ModelLoadError, load_wrapper
 from evaluation.scoring import Row, empty_row
+from preprocess.filelist import FilelistError, read_filelist
 
 RECONSTRUCTED = "reconstructed"
 COPY_SYNTHESIS = "copy_synthesis"
@@ -54,9 +58,6 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
     written when the filelist is unusable, two listed files would write one output (checked before
     any model is loaded) or the models cannot be loaded.
     """
-    from inference import ModelLoadError, colliding_outputs, load_wrapper
-    from preprocess.filelist import FilelistError, read_filelist
-    from dcae.audio import AudioError, check_audio, load_audio, save_audio
 
     try:
         entries = read_filelist(filelist)

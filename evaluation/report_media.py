@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from dcae.atomic import atomic_path, atomic_write_bytes
+from dcae.audio import AudioError, save_audio
+from evaluation.metrics import MetricError, log_mel
+from evaluation.scoring import read_native
 
 AUDIO_FORMATS = ("mp3", "opus", "wav")
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -50,8 +53,6 @@ class RenderedMedia:
 def encode_audio(path: Path, audio: np.ndarray, sample_rate: int, audio_format: str) -> None:
     """Write (samples,) float audio to ``path`` in ``audio_format`` (see the module docstring)."""
     if audio_format == "wav":
-        from dcae.audio import save_audio
-
         save_audio(path, audio, sample_rate)
         return
     import torch
@@ -102,9 +103,6 @@ def render_media(item: ReportFile, report_dir: Path, folder: str, audio_format: 
     ``report_dir`` is linked as it is instead of copied. Never raises for bad audio: a rendering
     that cannot be read gets a line in ``problems``.
     """
-    from evaluation.metrics import MetricError, log_mel
-    from evaluation.scoring import read_native
-    from dcae.audio import AudioError
 
     result = RenderedMedia()
     mels = {}

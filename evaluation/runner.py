@@ -9,8 +9,11 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
 
+import dcae.audio  # noqa: F401
+from evaluation.metrics import _mel_extractor
 from evaluation.pairing import Pair
 from evaluation.scoring import Row, available_metrics, empty_row, score_files
+from evaluation.speaker import warm_up
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,13 +33,9 @@ def _preload(metric_names: Sequence[str]) -> None:
     import pesq  # noqa: F401
     import pystoi  # noqa: F401
 
-    import dcae.audio  # noqa: F401
-    from evaluation.metrics import _mel_extractor
 
     _mel_extractor()
     if "sim" in metric_names:
-        from evaluation.speaker import warm_up
-
         warm_up()
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dcae.audio import AudioError, audio_info, load_audio
 from evaluation import metrics, speaker
 
 METRIC_NAMES: tuple[str, ...] = ("pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim")
@@ -100,8 +101,6 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int]:
     """
     import soundfile
 
-    from dcae.audio import audio_info, load_audio
-
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         return data.mean(axis=1), int(rate)
@@ -113,8 +112,6 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int]:
 def score_files(name: str, ref_path: str | Path, deg_path: str | Path,
                 metric_names: Sequence[str] | None = None) -> Row:
     """Load both files at their own rates (mono), align them and score them."""
-    from dcae.audio import AudioError
-
     try:
         loaded = [read_native(path) for path in (ref_path, deg_path)]
     except AudioError as e:

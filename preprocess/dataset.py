@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from preprocess.filelist import FilelistError, read_filelist
 from dcae.audio import AudioError, audio_info, load_audio
+from preprocess.filelist import FilelistError, read_filelist
 
 SAMPLE_RATE = 22050
 MAX_CONSECUTIVE_FAILURES = 32

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dcae.audio import AudioError, audio_info, check_audio, load_audio
+
 Status = Literal["valid", "corrupt", "too_short"]
 
 
@@ -24,8 +26,6 @@ class ProbeResult:
 
 def probe_file(path: str | Path, min_duration: float = 0.0, decode: bool = False) -> ProbeResult:
     """Probe ``path``: ``valid`` (duration >= ``min_duration``), ``too_short`` or ``corrupt``."""
-    from dcae.audio import AudioError, audio_info, check_audio, load_audio
-
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         return ProbeResult(path, "corrupt", 0.0, "empty file (0 bytes)")

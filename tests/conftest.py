@@ -76,14 +76,14 @@ def export_short_speech(root: Path, speech_dir: Path, count: int, tiny_generator
     import soundfile as sf
     from click.testing import CliRunner
 
-    import export
-
     files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if min_seconds < sf.info(p).duration < 4.0][:count]
     if len(files) < 8:
         pytest.skip("too few short recordings in the speech folder")
     (root / "filelist.txt").write_text("".join(f"{p}|{text_from_name(p)}\n" if with_text else f"{p}\n"
                                                for p in files))
-    result = CliRunner().invoke(export.export_command, [
+    from dcae.cli.export import export_command
+
+    result = CliRunner().invoke(export_command, [
         "--filelist", str(root / "filelist.txt"), "--out", str(root / "out"), "--ae-model", str(tiny_generator),
         "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--num-workers", "0", "--device", "cpu"],
         catch_exceptions=False)

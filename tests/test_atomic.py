@@ -7,9 +7,9 @@ import stat
 import pytest
 import torch
 
-from dcae.corpus import LatentMeta, save_latent
 from dcae.atomic import atomic_path, atomic_write_text
 from dcae.audio import save_audio
+from dcae.corpus import LatentMeta, save_latent
 
 
 @pytest.fixture

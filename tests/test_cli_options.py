@@ -1,4 +1,4 @@
-"""The shared command-line pieces of dcae/cli_options.py: one error exit, one --device check."""
+"""The shared command-line pieces of dcae/cli/options.py: one error exit, one --device check."""
 from __future__ import annotations
 
 import re
@@ -8,11 +8,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from dcae.cli_options import fail
+from dcae.cli.options import fail
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND_MODULES = ["inference.py", "export.py", "evaluation/cli.py", "tts/cli.py", "tts/tokens_cli.py",
-                   "tts/token_command.py", "tts/lm_command.py", "evaluation/reconstruct.py"]
+COMMAND_MODULES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "dcae" / "cli").glob("*.py") if p.name != "options.py") + [
+    "inference.py", "train.py", "evaluation/modes.py", "evaluation/reconstruct.py", "tts/two_stage.py"]
 
 
 def test_fail_prints_one_error_line_and_exits_2():
@@ -47,7 +47,7 @@ def _commands_with_device():
 
 
 def test_every_device_flag_is_checked():
-    from dcae.cli_options import _check_device
+    from dcae.cli.options import _check_device
 
     commands = _commands_with_device()
     names = {name for name, _, _ in commands}
@@ -77,7 +77,7 @@ def test_bad_device_is_one_line_exit_2(name, device, reason, monkeypatch, tmp_pa
 
 
 def test_device_check_accepts_usable_devices():
-    from dcae.cli_options import _check_device
+    from dcae.cli.options import _check_device
 
     assert _check_device(None, None, "cpu") == "cpu"
     assert _check_device(None, None, "auto") is None

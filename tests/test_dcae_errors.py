@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from dcae import CheckpointError, ConfigError, DCAEConfig, DCAEWrapper, load_dcae, save_generator
-
 from tests.conftest import TINY_CONFIG
 
 

@@ -10,7 +10,6 @@ import torch
 
 from dcae import DCAEConfig, DCAEWrapper, load_dcae
 from dcae.model.weight_norm import fold_weight_norm
-
 from tests.conftest import DEFAULT_CONFIG, REPO, TINY_CONFIG
 from tests.reference_dcae import ReferenceDCAE, randomize_, relative_error
 

@@ -14,7 +14,7 @@ import soundfile as sf
 from click.testing import CliRunner
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
-from evaluation.cli import evaluate_command
+from dcae.cli.evaluate import evaluate_command
 
 COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "error"]
 

@@ -18,7 +18,7 @@ COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sd
 
 @pytest.fixture(scope="module")
 def run(tiny_generator, small_vocoder, speech_files, tmp_path_factory):
-    from evaluation.cli import evaluate_command
+    from dcae.cli.evaluate import evaluate_command
 
     root = tmp_path_factory.mktemp("model_eval")
     sixteen = next(p for p in speech_files if sf.info(str(p)).samplerate == 16000 and 1.0 < sf.info(str(p)).duration < 2.0)
@@ -59,8 +59,8 @@ def test_both_renderings_are_scored_and_summarised(run):
 
 
 def test_rendered_audio_is_what_the_models_produce(run):
-    from inference import DCAEInferenceWrapper
     from dcae.audio import load_audio
+    from dcae.pipeline import DCAEInferenceWrapper
 
     wrapper = DCAEInferenceWrapper(str(run["ae_model"]), str(TINY_CONFIG), str(run["vocoder"]),
                                    device="cpu")
@@ -95,7 +95,7 @@ def test_wav_listening_page_links_the_rendered_files(run):
 
 def test_files_that_would_share_a_reconstruction_are_refused_first(speech_files, tmp_path):
     """x.wav and x.flac in one filelist would both be reconstructed as x.wav: refused before any model loads."""
-    from evaluation.cli import evaluate_command
+    from dcae.cli.evaluate import evaluate_command
 
     source = next(p for p in speech_files if sf.info(str(p)).samplerate == 16000)
     audio, rate = sf.read(str(source))

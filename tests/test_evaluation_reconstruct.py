@@ -28,16 +28,19 @@ def test_colliding_files_raise_instead_of_exiting(tmp_path):
 
 
 def test_collisions_use_the_commands_rule(tmp_path, monkeypatch):
-    """One rule for 'two inputs write one output': inference.colliding_outputs."""
-    import inference
+    """One rule for 'two inputs write one output': dcae.paths.colliding_outputs, which the audio commands use too."""
+    import dcae.cli.audio
+    import dcae.paths
+    import evaluation.reconstruct
 
+    assert evaluation.reconstruct.colliding_outputs is dcae.paths.colliding_outputs is dcae.cli.audio.colliding_outputs
     seen = []
 
     def spy(jobs):
         seen.append(jobs)
         return []
 
-    monkeypatch.setattr(inference, "colliding_outputs", spy)
+    monkeypatch.setattr(evaluation.reconstruct, "colliding_outputs", spy)
     with pytest.raises(ReconstructError, match="AE checkpoint not found"):  # spy let it through to the model
         reconstruct_filelist(_two_files_one_output(tmp_path), tmp_path / "audio", ae_model=str(tmp_path / "no.pt"))
     assert len(seen) == 1 and [str(dst) for _, dst in seen[0]] == ["x.wav", "x.wav"]
@@ -52,7 +55,7 @@ def test_unusable_filelist_raises(tmp_path, content, reason):
 
 
 def test_missing_model_raises_and_evaluate_prints_one_line(tmp_path):
-    from evaluation.cli import evaluate_command
+    from dcae.cli.evaluate import evaluate_command
 
     folder = tmp_path / "corpus"
     folder.mkdir()

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from evaluation.cli import evaluate_command
+from dcae.cli.evaluate import evaluate_command
 
 URL_ATTRIBUTES = re.compile(r'(?:src|href|data-src)="([^"]*)"')
 

@@ -34,7 +34,7 @@ ORDER = 'Array.from(document.querySelectorAll("#files tbody tr")).map((r) => r.d
 
 @pytest.fixture(scope="module")
 def copied_report(tiny_generator, small_vocoder, speech_files, tmp_path_factory):
-    from evaluation.cli import evaluate_command
+    from dcae.cli.evaluate import evaluate_command
 
     root = tmp_path_factory.mktemp("browser_report")
     sources = [p for p in speech_files if sf.info(str(p)).samplerate == 16000 and 1.0 < sf.info(str(p)).duration < 2.5][:3]

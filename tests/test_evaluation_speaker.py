@@ -39,7 +39,7 @@ def _utterances(speech_dir, folder: str, count: int, min_seconds: float) -> list
 
 def test_cli_sim_equals_direct_encoder_call(speech_dir, tmp_path):
     """16 kHz files (no resampling on either side): the column is Resemblyzer's own number."""
-    from evaluation.cli import evaluate_command
+    from dcae.cli.evaluate import evaluate_command
 
     sources = [p for p in sorted((speech_dir / "en").glob("*.wav")) if 2.0 < sf.info(str(p)).duration < 5.0][:2]
     rng = np.random.default_rng(3)

@@ -16,10 +16,10 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-import export
 from dcae import DCAEWrapper
+from dcae import latent_export as export
+from dcae.cli.export import export_command
 from dcae.corpus import StoreError, StorePart, done_rows, load_latent, merge_parts
-
 from tests.conftest import REPO, TINY_CONFIG
 
 
@@ -58,7 +58,7 @@ class Crash(Exception):
 
 
 def run_cli(args: list[str]):
-    return CliRunner().invoke(export.export_command, args, catch_exceptions=False)
+    return CliRunner().invoke(export_command, args, catch_exceptions=False)
 
 
 def export_args(filelist: Path, out: Path, ckpt: Path, *extra: str) -> list[str]:
@@ -96,7 +96,7 @@ def test_export_matches_single_file_encode(tmp_path, corpus, tiny_checkpoint):
 
 def test_export_equals_dcae_encode(tmp_path, corpus, tiny_checkpoint):
     """The same file gives the same latent through `dcae export` (batched) and `dcae encode` (one file)."""
-    from inference import encode_command
+    from dcae.cli.audio import encode_command
 
     out = tmp_path / "latents"
     assert run_cli(export_args(corpus, out, tiny_checkpoint)).exit_code == 0
@@ -340,7 +340,7 @@ def test_other_model_refused(tmp_path, corpus, tiny_checkpoint):
     other = tmp_path / "other.pt"
     torch.manual_seed(5)
     torch.save(DCAEWrapper(TINY_CONFIG).state_dict(), other)
-    result = CliRunner().invoke(export.export_command, export_args(corpus, out, other))
+    result = CliRunner().invoke(export_command, export_args(corpus, out, other))
     assert result.exit_code != 0 and "different model" in result.output
 
 

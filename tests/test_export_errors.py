@@ -10,9 +10,8 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-import export
+from dcae.cli.export import export_command
 from dcae.corpus import load_latent
-
 from tests.conftest import TINY_CONFIG, VOCODER_CONFIG
 
 
@@ -27,7 +26,7 @@ def filelist(tmp_path) -> Path:
 def run(filelist: Path, out: Path, *extra: str):
     args = ["--filelist", str(filelist), "--out", str(out), "--ae-config", str(TINY_CONFIG), "--num-workers", "0",
             *extra]
-    return CliRunner().invoke(export.export_command, args)
+    return CliRunner().invoke(export_command, args)
 
 
 def test_model_errors_say_error_and_exit_2(filelist, tmp_path, tiny_generator):
@@ -53,4 +52,4 @@ def test_vocoder_config_json_is_used(filelist, tmp_path, tiny_generator):
         assert result.exit_code == 0, result.output
         latents[name] = load_latent(next((tmp_path / name / "latents").rglob("*.safetensors")))[0]
     assert (latents["folder"] == latents["file"]).all() and not (latents["folder"] == latents["default"]).all()
-    assert "config.json" in CliRunner().invoke(export.export_command, ["--help"]).output
+    assert "config.json" in CliRunner().invoke(export_command, ["--help"]).output

@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
+from dcae.cli.audio import decode_command, encode_command, reconstruct_command
 from dcae.corpus import LatentMeta, load_latent, save_latent, weights_hash
-from inference import decode_command, encode_command, reconstruct_command
 
 TINY = "dcae/configs/tiny.json"
 
@@ -214,7 +214,7 @@ def test_wrapper_without_vocoder_reads_the_mel_config_it_is_given(tiny_generator
                                                                   offline_empty_cache):
     from huggingface_hub import constants
 
-    from inference import DCAEInferenceWrapper
+    from dcae.pipeline import DCAEInferenceWrapper
 
     other = tmp_path / "other"
     other.mkdir()
@@ -239,8 +239,8 @@ def test_wrapper_without_vocoder_reads_the_mel_config_it_is_given(tiny_generator
 
 
 def test_file_path_and_tensor_path_give_the_same_latent(tiny_generator, tmp_path):
-    from inference import DCAEInferenceWrapper
     from dcae.audio import load_audio
+    from dcae.pipeline import DCAEInferenceWrapper
 
     rng = np.random.default_rng(0)
     sf.write(tmp_path / "in.wav", (0.2 * rng.standard_normal(48000)).astype(np.float32), 48000, subtype="FLOAT")

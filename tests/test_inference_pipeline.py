@@ -10,11 +10,10 @@ import torch
 import torch.nn as nn
 
 from dcae import DCAEWrapper, save_generator
-from inference import DCAEInferenceWrapper
 from dcae.audio import load_audio
-from vocoder.mel import load_bigvgan_config
-
+from dcae.pipeline import DCAEInferenceWrapper
 from tests.conftest import DEFAULT_CONFIG, write_small_vocoder, write_tiny_generator
+from vocoder.mel import load_bigvgan_config
 
 TINY = "dcae/configs/tiny.json"
 

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from dcae import DCAEWrapper, save_generator
-from inference import DCAEInferenceWrapper
-from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
-from vocoder.mel import load_bigvgan_config
-
+from dcae.pipeline import DCAEInferenceWrapper
 from tests.conftest import DEFAULT_CONFIG, VOCODER_CONFIG, write_small_vocoder
 from tests.test_receptive_field import ATTENTION, CONV_OPTIONS, TINY
+from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
+from vocoder.mel import load_bigvgan_config
 
 WHOLE = 10**6  # chunk size that makes one window
 

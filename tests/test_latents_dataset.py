@@ -7,8 +7,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dcae.corpus import (LatentManifestDataset, ManifestError, collate_latents, read_manifest, save_tokens,
-                         write_manifest)
+from dcae.corpus import (
+    LatentManifestDataset,
+    ManifestError,
+    collate_latents,
+    read_manifest,
+    save_tokens,
+    write_manifest,
+)
 
 
 def _corpus(folder, lengths=(4, 6, 5), dim=8, token_counts=(9, 13, 11), with_tokens=True):

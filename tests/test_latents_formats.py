@@ -5,8 +5,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dcae.corpus import (DEFAULT_FRAME_RATE, LatentFileError, LatentMeta, TokenFileError, TokenMeta, load_latent,
-                         load_tokens, save_latent, save_tokens)
+from dcae.corpus import (
+    DEFAULT_FRAME_RATE,
+    LatentFileError,
+    LatentMeta,
+    TokenFileError,
+    TokenMeta,
+    load_latent,
+    load_tokens,
+    save_latent,
+    save_tokens,
+)
 
 
 def _one_line(error: pytest.ExceptionInfo, path) -> str:

@@ -5,8 +5,16 @@ import json
 
 import torch
 
-from dcae.corpus import (LatentManifestDataset, LatentMeta, StorePart, done_rows, latent_relpath, merge_parts,
-                         save_latent, utterance_id)
+from dcae.corpus import (
+    LatentManifestDataset,
+    LatentMeta,
+    StorePart,
+    done_rows,
+    latent_relpath,
+    merge_parts,
+    save_latent,
+    utterance_id,
+)
 
 
 def test_two_parts_merge_with_token_keys(tmp_path):

@@ -13,7 +13,6 @@ import sys
 import pytest
 
 from dcae.precision import resolve_precision
-
 from tests.conftest import REPO
 
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}

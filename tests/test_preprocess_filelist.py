@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from dcae.cli.filelist import filelist_command
 from preprocess.filelist import FilelistEntry, FilelistError, read_filelist, write_filelist
-from preprocess.generate_filelist import default_val_path, filelist_command, split_train_val
+from preprocess.scan import default_val_path, split_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000

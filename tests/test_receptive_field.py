@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from dcae import DCAEWrapper
-from dcae.receptive_field import GlobalDependence, ReceptiveField, dcae_receptive_fields, input_span
+from dcae.model.field import dcae_receptive_fields
+from dcae.receptive_field import GlobalDependence, ReceptiveField, input_span
+from tests.conftest import DEFAULT_CONFIG, TINY_CONFIG, VOCODER_CONFIG
 from vocoder.bigvgan_loader import build_generator
 from vocoder.fast_activation import FastActivation1d, use_fast_activations
-from vocoder.mel import load_bigvgan_config
 from vocoder.field import vocoder_receptive_field
-
-from tests.conftest import DEFAULT_CONFIG, TINY_CONFIG, VOCODER_CONFIG
+from vocoder.mel import load_bigvgan_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

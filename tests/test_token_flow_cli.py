@@ -11,12 +11,11 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import LatentMeta, load_latent, read_manifest, save_latent, save_tokens, write_manifest
-from tts.run import load_run
-from tts.synthesize import synthesize_tokens
-from tts.synthetic import SyntheticTokenCorpus
-from tts.train import main as train_main
-
 from tests.conftest import TINY_CONFIG
+from tts.run import load_run
+from tts.synthetic import SyntheticTokenCorpus
+from tts.token_flow.synthesis import synthesize_tokens
+from tts.train import main as train_main
 
 CORPUS = SyntheticTokenCorpus(vocab=12, dim=80)  # 80-d: the tiny DC-AE decodes it
 SAMPLES_PER_FRAME = 256 * 16
@@ -98,7 +97,7 @@ def load_tokens_list(path: Path) -> list[int]:
 
 
 def test_tokens_to_wav_offline_and_streamed(run_dir, token_file, tiny_generator, small_vocoder, tmp_path):
-    from inference import DCAEInferenceWrapper
+    from dcae.pipeline import DCAEInferenceWrapper
 
     common = ["--checkpoint", str(run_dir), "--tokens", str(token_file), "--seed", "1",
               *models(tiny_generator, small_vocoder)]

@@ -16,11 +16,10 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import load_latent, read_manifest, write_manifest
+from tests.conftest import TINY_CONFIG, export_short_speech
 from tts.run import load_run
 from tts.token_flow.streaming import stream_audio
 from tts.train import main as train_main
-
-from tests.conftest import TINY_CONFIG, export_short_speech
 
 SAMPLES_PER_FRAME = 256 * 16
 
@@ -30,8 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: s
 @pytest.fixture(scope="module")
 def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
     """Manifest of ~12 short recordings with latents and FSQ token files (token_path, num_tokens, token_rate)."""
-    from tts.tokenizers import FSQTokenizer, fsq_preset
     from dcae.audio import load_audio
+    from tts.tokenizers import FSQTokenizer, fsq_preset
 
     root = tmp_path_factory.mktemp("speech_tokens")
     manifest = export_short_speech(root, speech_dir, 12, tiny_generator, small_vocoder, with_text=False)
@@ -49,7 +48,7 @@ def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
 
 def test_speech_to_tokens_to_streaming_audio(corpus, tiny_generator, small_vocoder, tmp_path):
     from dcae.corpus import load_tokens
-    from inference import DCAEInferenceWrapper
+    from dcae.pipeline import DCAEInferenceWrapper
 
     assert train_main(["--model", "token-flow", "--manifest", str(corpus), "--output-dir", str(tmp_path / "run"),
                        "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20"]) == 0

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tts.run import load_run
-from tts.synthesize import synthesize_tokens
 from tts.synthetic import SyntheticTokenCorpus
+from tts.token_flow.synthesis import synthesize_tokens
 from tts.train import main as train_main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py

@@ -15,7 +15,7 @@ from tts.token_flow.chunk_attention import frame_mask, token_mask
 from tts.token_flow.frame_noise import frame_noise
 from tts.token_flow.length_regulator import LengthRegulator, frame_spans, frames_for_tokens, span_slots
 from tts.token_flow.model import TokenFlowConfig, TokenFlowModel
-from tts.token_flow.stream import TokenFlowStream
+from tts.token_flow.streaming import TokenFlowStream
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

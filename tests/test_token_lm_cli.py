@@ -14,11 +14,10 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import load_latent, load_tokens, read_manifest, write_manifest
-from tts.token_flow.length_regulator import frames_for_tokens
-from tts.synthetic import SyntheticTextTokenCorpus
-from tts.train import main as train_main
-
 from tests.tts_runs import one_line_error
+from tts.synthetic import SyntheticTextTokenCorpus
+from tts.token_flow.length_regulator import frames_for_tokens
+from tts.train import main as train_main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -142,7 +141,7 @@ def test_speaker_embeddings_train_and_condition(runs, tmp_path):
 
     from dcae.corpus.manifest import MANIFEST_KEYS
     from tts.run import load_run
-    from tts.synthesize import SynthesisError
+    from tts.synthesis import SynthesisError
     from tts.token_lm.synthesis import speech_tokens
 
     rows = read_manifest(runs["manifest"])

@@ -20,12 +20,11 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import load_latent, load_tokens, read_manifest
-from tts.token_flow.length_regulator import frames_for_tokens
+from tests.conftest import TINY_CONFIG, export_short_speech, text_from_name
 from tts.run import load_run
+from tts.token_flow.length_regulator import frames_for_tokens
 from tts.train import main as train_main
 from tts.two_stage import prompt_from_audio, speak
-
-from tests.conftest import TINY_CONFIG, export_short_speech, text_from_name
 
 SAMPLES_PER_FRAME = 256 * 16
 TEXT = "agent logged off, all circuits are busy now; please try your call again later"
@@ -33,8 +32,8 @@ TEXT = "agent logged off, all circuits are busy now; please try your call again 
 
 @pytest.fixture(scope="module")
 def two_stage(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> dict[str, Path]:
+    from dcae.cli.tokens import tokens_command
     from tts.tokenizers import FSQTokenizer, fsq_preset, save_fsq_tokenizer
-    from tts.tokens_cli import tokens_command
 
     root = tmp_path_factory.mktemp("two_stage")
     manifest = export_short_speech(root, speech_dir, 16, tiny_generator, small_vocoder)
@@ -54,9 +53,9 @@ def two_stage(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> di
 
 
 def test_text_to_streaming_audio_first_chunk_before_the_lm_ends(two_stage, tiny_generator, small_vocoder):
-    from inference import DCAEInferenceWrapper
-    from tts.tokenizers import load_tokenizer
     from dcae.audio import load_audio
+    from dcae.pipeline import DCAEInferenceWrapper
+    from tts.tokenizers import load_tokenizer
 
     lm, flow = load_run(two_stage["lm"]), load_run(two_stage["flow"])
     assert lm.token_rate == flow.token_rate == pytest.approx(22050 / 256 / 4)

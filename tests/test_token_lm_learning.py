@@ -22,8 +22,8 @@ import torch
 from tts.run import load_run
 from tts.synthetic import SyntheticTextTokenCorpus
 from tts.token_lm.layout import IGNORE, bistream_layout, fits_bistream, plain_layout
-from tts.token_lm.synthesis import speech_tokens, stream_tokens_from_text
 from tts.token_lm.sampling import SamplingSettings
+from tts.token_lm.synthesis import speech_tokens, stream_tokens_from_text
 from tts.train import main as train_main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from tts.token_lm.model import TokenLM, TokenLMConfig
 from tts.token_lm.generate import BistreamGenerator, GenerationOptions, generate_bistream, generate_plain
 from tts.token_lm.layout import IGNORE, Vocab, bistream_layout, fits_bistream, plain_layout
+from tts.token_lm.model import TokenLM, TokenLMConfig
 from tts.token_lm.sampling import SamplingSettings, draw, filter_logits, guided_logits, repeats, sample_next
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

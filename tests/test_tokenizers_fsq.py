@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from dcae.errors import ConfigError
-from tts.tokenizers import (FSQTokenizer, FSQTokenizerConfig, FSQTokenizerRunError, codebook_usage, fsq_preset,
-                            load_fsq_tokenizer, load_tokenizer, save_fsq_tokenizer)
+from tts.tokenizers import (
+    FSQTokenizer,
+    FSQTokenizerConfig,
+    FSQTokenizerRunError,
+    codebook_usage,
+    fsq_preset,
+    load_fsq_tokenizer,
+    load_tokenizer,
+    save_fsq_tokenizer,
+)
 from tts.tokenizers.fsq import PAD_TOKEN
 from tts.tokenizers.fsq_run import CONFIG_FILE, WEIGHTS_FILE
 

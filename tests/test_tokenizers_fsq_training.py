@@ -16,15 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dcae.audio import load_audio
 from dcae.precision import resolve_precision
 from dcae.training.scalars import read_metrics
+from tests.conftest import REPO
 from tts import train as tts_train
 from tts.tokenizers import FSQTokenizer, codebook_usage, load_fsq_tokenizer, load_tokenizer
 from tts.trainers.fsq_tokenizer import FSQTokenizerTrainer, valid_frames
-from dcae.audio import load_audio
 from vocoder.mel import MelSpectrogram
-
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,20 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
-import numpy as np
 import torch
 from click.testing import CliRunner
 
-import export
+from dcae.audio import audio_info, load_audio
+from dcae.cli import tokens as tokens_cli
+from dcae.cli.export import export_command
 from dcae.corpus import LatentManifestDataset, StorePart, collate_latents, load_tokens
-from tts import tokens_cli
+from tests.conftest import REPO, TINY_CONFIG
 from tts.tokenizers import FSQTokenizer, fsq_preset, load_fsq_tokenizer, save_fsq_tokenizer
 from tts.tokenizers.token_export import TOKEN_KEYS, export_tokens
-from dcae.audio import audio_info, load_audio
-
-from tests.conftest import REPO, TINY_CONFIG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -44,7 +43,7 @@ def exported(speech_files, tiny_generator, tmp_path_factory) -> Path:
     filelist = root / "filelist.txt"
     filelist.write_text("".join(f"{f}|text {i}\n" for i, f in enumerate(files)))
     out = root / "latents"
-    result = CliRunner().invoke(export.export_command, ["--filelist", str(filelist), "--out", str(out), "--ae-model",
+    result = CliRunner().invoke(export_command, ["--filelist", str(filelist), "--out", str(out), "--ae-model",
                                                         str(tiny_generator), "--ae-config", str(TINY_CONFIG)])
     assert result.exit_code == 0, result.output
     return out
@@ -358,7 +357,7 @@ def test_rerunning_dcae_export_keeps_the_token_fields(corpus, fsq_run, tiny_gene
     before = {r["id"]: r for r in rows_of(corpus)}
     filelist = corpus.parent.parent / "filelist.txt"
     filelist.write_text("".join(f"{r['audio_path']}|{r.get('text', '')}\n" for r in before.values()))
-    result = CliRunner().invoke(export.export_command, ["--filelist", str(filelist), "--out", str(corpus.parent),
+    result = CliRunner().invoke(export_command, ["--filelist", str(filelist), "--out", str(corpus.parent),
                                                         "--ae-model", str(tiny_generator), "--ae-config", str(TINY_CONFIG)])
     assert result.exit_code == 0, result.output
     after = {r["id"]: r for r in rows_of(corpus)}

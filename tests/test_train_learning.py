@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import train
 from dcae import load_dcae
+from dcae.model import trainer as train
 from preprocess.dataset import read_clip
 from vocoder.mel import MelSpectrogram
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
 from dcae import DCAEWrapper
+from dcae.model import trainer as train
 from dcae.model.discriminators import MelDiscriminator
 from tests.test_train_components import reference_module, write_wav
 

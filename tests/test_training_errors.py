@@ -13,12 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-import train
 from dcae.corpus import ManifestError
+from dcae.model import trainer as train
 from dcae.training import RunConfig, Trainer, run_main
-from tests.test_train_components import write_wav
-
 from tests.conftest import TINY_CONFIG
+from tests.test_train_components import write_wav
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,9 @@ from dcae.training import ConfigError, RunConfig
 from dcae.training.flags import field_help, parse_config, save_config
 from dcae.training.sampling import ResumableSampler
 from dcae.training.scalars import read_metrics
+from tests.conftest import REPO, TINY_CONFIG
 from tests.test_train_components import write_wav
 from tts.synthetic import SyntheticCorpus, SyntheticTextTokenCorpus, SyntheticTokenCorpus
-
-from tests.conftest import REPO, TINY_CONFIG
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -178,7 +177,7 @@ def test_flags_help_saved_config_and_precedence(tmp_path, monkeypatch, capsys):
     (["--max-steps", "0"], "--max-steps: must be at least 1"),
 ])
 def test_dcae_trainer_config_errors_are_one_line(argv, message, audio_filelist, tmp_path, capsys):
-    import train
+    from dcae.model import trainer as train
 
     code = train.main(["--train-dataset-path", str(audio_filelist), "--model-save-path", str(tmp_path / "ck"),
                        "--log-dir", str(tmp_path / "tb"), "--segment-samples", "16384", *argv])
@@ -189,7 +188,7 @@ def test_dcae_trainer_config_errors_are_one_line(argv, message, audio_filelist, 
 def test_dcae_resume_without_repeating_the_model_config(audio_filelist, tmp_path, capsys):
     """A restart that names only the checkpoint folder reads the run's saved config (the tiny model),
     from another working directory too."""
-    import train
+    from dcae.model import trainer as train
 
     out = tmp_path / "ck"
     assert train.main(["--train-dataset-path", str(audio_filelist), "--model-config-path", str(TINY_CONFIG),

@@ -12,11 +12,10 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import load_latent, save_latent
+from tests.conftest import REPO
 from tts.run import checkpoint_manager, load_run
 from tts.synthetic import SyntheticCorpus
 from tts.train import main as train_main
-
-from tests.conftest import REPO
 
 CORPUS = SyntheticCorpus(alphabet="abcd", frames_per_char=2, dim=8)
 
@@ -127,7 +126,7 @@ def test_dcae_tts_prompt_and_default_length(trained_run, tmp_path):
 
 
 def test_max_frames_caps_the_python_api_like_the_cli(trained_run, tmp_path):
-    from tts.synthesize import synthesize
+    from tts.one_stage.synthesis import synthesize
 
     run = load_run(trained_run)
     default = synthesize(run, "abba cd", seed=2, steps=2)

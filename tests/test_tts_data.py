@@ -6,8 +6,15 @@ import json
 import pytest
 import torch
 
-from dcae.corpus import (LatentManifestDataset, LatentMeta, LatentStats, ManifestError, collate_latents, pad_sequences,
-                         save_latent)
+from dcae.corpus import (
+    LatentManifestDataset,
+    LatentMeta,
+    LatentStats,
+    ManifestError,
+    collate_latents,
+    pad_sequences,
+    save_latent,
+)
 from tts.text import FrontendError, TextFrontend
 
 META = LatentMeta(sample_rate=22050, hop_length=256, frame_rate=22050 / 4096, num_samples=0, model="test")

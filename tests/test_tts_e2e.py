@@ -15,9 +15,8 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import load_latent
-from tts.train import main as train_main
-
 from tests.conftest import TINY_CONFIG, export_short_speech
+from tts.train import main as train_main
 
 SAMPLES_PER_FRAME = 256 * 16
 
@@ -49,7 +48,7 @@ def test_speech_latents_to_tts_audio(kind, latents, tiny_generator, small_vocode
     assert sr == 22050 and audio.ndim == 1
     assert len(audio) == latent.shape[1] * SAMPLES_PER_FRAME == meta.num_samples
     if kind == "ar":  # audio decoded chunk by chunk while frames stream == decoding the whole latent
-        from inference import DCAEInferenceWrapper
+        from dcae.pipeline import DCAEInferenceWrapper
 
         wrapper = DCAEInferenceWrapper(tiny_generator, TINY_CONFIG, small_vocoder, device="cpu")
         whole = wrapper.decode(latent[None])[0].clamp(-1, 1).numpy()

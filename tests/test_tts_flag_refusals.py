@@ -10,7 +10,6 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import save_tokens
-
 from tests.tts_runs import train_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -18,7 +18,6 @@ from tts.run import load_run
 from tts.synthetic import SyntheticCorpus
 from tts.train import main as train_main
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 

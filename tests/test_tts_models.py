@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from tts.one_stage.ar import ARConfig, ARTTS
 from tts import flow_matching as fm
+from tts.one_stage.ar import ARTTS, ARConfig
 from tts.one_stage.flow import FlowConfig, FlowTTS
 
 

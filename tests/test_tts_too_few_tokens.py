@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 from dcae.cli import main as dcae_main
 from dcae.corpus import save_tokens
-from tts.run import load_run
-from tts.token_flow.streaming import open_stream, stream_latents
-from tts.synthesize import NoFrameError, SynthesisError, load_token_file, synthesize_tokens
-
 from tests.tts_runs import one_line_error, train_runs
+from tts.run import load_run
+from tts.synthesis import NoFrameError, SynthesisError
+from tts.token_flow.inputs import load_token_file
+from tts.token_flow.streaming import open_stream, stream_latents
+from tts.token_flow.synthesis import synthesize_tokens
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REASON = "2 tokens make no latent frame at 25 tokens/s (one frame needs at least 3)"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from dcae.corpus import StorePart, done_rows
-from dcae.training.scalars import read_metrics
 from dcae.jsonl import read_jsonl
+from dcae.training.scalars import read_metrics
 
 
 def test_rows_up_to_a_torn_line(tmp_path):

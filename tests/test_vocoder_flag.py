@@ -46,7 +46,7 @@ def test_missing_path_is_named(resolve, tmp_path):
 
 
 def test_reconstruct_refuses_another_json_in_one_line(folder, tmp_path):
-    from inference import reconstruct_command
+    from dcae.cli.audio import reconstruct_command
 
     wav = tmp_path / "a.wav"
     wav.write_bytes(b"")

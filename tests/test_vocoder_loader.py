@@ -6,8 +6,8 @@ import io
 
 import pytest
 import torch
-from bigvgan.alias_free_activation.torch.act import Activation1d
 from bigvgan.activations import Snake, SnakeBeta
+from bigvgan.alias_free_activation.torch.act import Activation1d
 from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
 

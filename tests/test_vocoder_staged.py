@@ -6,10 +6,9 @@ import math
 import pytest
 import torch
 
+from tests.test_receptive_field import small_bigvgan
 from vocoder.field import stage_fields
 from vocoder.staged import generate, stage_window
-
-from tests.test_receptive_field import small_bigvgan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

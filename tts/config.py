@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from dcae.errors import ConfigError
 from dcae.training import RunConfig
-
 from tts.flow_matching import check_time_schedule
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"

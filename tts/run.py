@@ -21,11 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from dcae.corpus import LatentStats, ManifestError
 from dcae.atomic import atomic_write_json
+from dcae.corpus import LatentStats, ManifestError
 from dcae.training.checkpoints import CheckpointManager
-
-from tts.one_stage.ar import ARConfig, ARTTS
+from tts.one_stage.ar import ARTTS, ARConfig
 from tts.one_stage.flow import FlowConfig, FlowTTS
 from tts.text import FrontendError, TextFrontend
 from tts.token_flow.model import TokenFlowConfig, TokenFlowModel

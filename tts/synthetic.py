@@ -35,11 +35,18 @@ from pathlib import Path
 
 import torch
 
-from dcae.corpus import LatentMeta, save_latent, save_tokens, write_manifest
-
+from dcae.corpus import (
+    DEFAULT_HOP_LENGTH,
+    DEFAULT_SAMPLE_RATE,
+    LatentMeta,
+    read_manifest,
+    save_latent,
+    save_tokens,
+    write_manifest,
+)
 from tts.token_flow.length_regulator import frame_spans, frames_for_tokens, slot_count, span_slots
 
-SAMPLE_RATE, HOP, COMPRESSION = 22050, 256, 16
+SAMPLE_RATE, HOP, COMPRESSION = DEFAULT_SAMPLE_RATE, DEFAULT_HOP_LENGTH, 16
 
 
 def random_strings(alphabet: str, count: int, seed: int, min_len: int, max_len: int,
@@ -193,8 +200,6 @@ class SyntheticTextTokenCorpus:
 
     def write(self, folder: str | Path, texts: list[str], seed: int = 0) -> Path:
         """Token files, latents and ``manifest.jsonl`` (rows with ``text`` too); returns the manifest path."""
-        from dcae.corpus import read_manifest
-
         manifest = self.latents.write(folder, [self.tokens(t) for t in texts], seed=seed)
         rows = read_manifest(manifest)
         for row, text in zip(rows, texts):

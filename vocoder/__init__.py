@@ -1,15 +1,14 @@
-"""BigVGAN-v2 vocoder loading, its log-mel front end, and audio decode/encode helpers.
+"""BigVGAN-v2: the vocoder (:mod:`vocoder.bigvgan_loader`), its log-mel front end (:mod:`vocoder.mel`),
+its receptive field (:mod:`vocoder.field`) and stage-by-stage windows (:mod:`vocoder.staged`).
 
 The loader (BigVGAN's generator, hub access) is imported on first use, so data-loading workers
-that only need :mod:`dcae.audio` do not pay for it.
+that only need the mel front end do not pay for it. Audio decoding and encoding is :mod:`dcae.audio`.
 """
-from dcae.audio import AudioError, AudioInfo, audio_info, check_audio, load_audio, resample, save_audio
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
 
 _LOADER_NAMES = ("Vocoder", "load_vocoder", "save_vocoder_folder")
 
-__all__ = ["AudioError", "AudioInfo", "audio_info", "check_audio", "load_audio", "resample", "save_audio",
-           "MelSpectrogram", "load_bigvgan_config", *_LOADER_NAMES]
+__all__ = ["MelSpectrogram", "load_bigvgan_config", *_LOADER_NAMES]
 
 
 def __getattr__(name: str):

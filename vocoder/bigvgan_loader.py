@@ -15,9 +15,9 @@ import torch.nn as nn
 from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
 
+from dcae.atomic import atomic_torch_save, atomic_write_json
 from dcae.hub import resolve_vocoder_dir
 from dcae.precision import precision_dtype
-
 from vocoder.fast_activation import use_fast_activations
 from vocoder.mel import MelSpectrogram, load_bigvgan_config
 from vocoder.staged import generate
@@ -100,8 +100,6 @@ def load_vocoder(path_or_id: str | Path | None = None, device: str | torch.devic
 
 def save_vocoder_folder(folder: str | Path, generator: BigVGAN, config: dict) -> Path:
     """Write ``generator`` (weight norm still applied, as trained) in NVIDIA's layout."""
-    from dcae.atomic import atomic_torch_save, atomic_write_json
-
     folder = Path(folder)
     atomic_write_json(folder / "config.json", {k: v for k, v in dict(config).items() if k != "use_cuda_kernel"})
     atomic_torch_save({"generator": generator.state_dict()}, folder / GENERATOR_FILE)

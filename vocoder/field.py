@@ -19,9 +19,19 @@ from bigvgan.alias_free_activation.torch.filter import LowPassFilter1d
 from bigvgan.alias_free_activation.torch.resample import DownSample1d, UpSample1d
 from bigvgan.bigvgan import AMPBlock1, AMPBlock2, BigVGAN
 
-from dcae.receptive_field import (ReceptiveField, Span, chain, conv_span, input_span, pointwise, rule, span_field,
-                                  transposed_conv_span, union, upsampling_field)
-
+from dcae.receptive_field import (
+    ReceptiveField,
+    Span,
+    chain,
+    conv_span,
+    input_span,
+    pointwise,
+    rule,
+    span_field,
+    transposed_conv_span,
+    union,
+    upsampling_field,
+)
 from vocoder.fast_activation import FastActivation1d
 
 rule(Snake, SnakeBeta)(pointwise)

@@ -18,7 +18,6 @@ import torch
 from bigvgan.bigvgan import BigVGAN
 
 from dcae.receptive_field import ReceptiveField, chunk_windows
-
 from vocoder.field import stage_fields
 
 TENSOR_LIMIT = 8 * 2**20  # bytes (see above)

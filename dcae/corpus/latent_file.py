@@ -19,13 +19,14 @@ from pathlib import Path
 
 import torch
 
+from dcae.audio import DEFAULT_SAMPLE_RATE
 from dcae.corpus.tensor_file import TensorFileError, read_tensor, write_tensor
 from dcae.corpus.tensor_file import check_complete as _check_complete
 
 LATENT_KEY = "latent"
-DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_HOP_LENGTH = 256
 DEFAULT_FRAME_RATE = DEFAULT_SAMPLE_RATE / 4096  # 256-sample mel hop x 16 (DC-AE time compression)
+LATENT_EXTENSION = ".safetensors"
 
 
 class LatentFileError(TensorFileError):
@@ -100,3 +101,13 @@ def weights_hash(path: str | Path, length: int = 16) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:length]
+
+
+def other_autoencoder_warning(source: str | Path, made_by: str, model_path: str | Path, model_hash: str) -> str | None:
+    """One ``warning:`` line when latents recorded as made by the AE weights ``made_by`` (a hash; "" =
+    unknown) are decoded with other weights, else None. Only a warning: the same weights in another
+    file format, or a decoder fine-tuned on a frozen encoder, hash differently but decode right."""
+    if not made_by or made_by == model_hash:
+        return None
+    return (f"warning: {source} was made by the autoencoder {made_by}, but {model_path} is {model_hash}: "
+            "the audio is only right if they share one latent space")

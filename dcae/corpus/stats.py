@@ -20,7 +20,6 @@ from typing import Any, Iterable
 import torch
 
 from dcae.atomic import atomic_write_json
-
 from dcae.corpus.manifest import ManifestError
 
 STD_FLOOR = 1e-5  # normalisation never divides by less

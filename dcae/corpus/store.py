@@ -34,11 +34,10 @@ from typing import Any, Iterable
 import torch
 
 from dcae.atomic import atomic_write_json, atomic_write_text
-from dcae.jsonl import read_jsonl
-
 from dcae.corpus.latent_file import LatentFileError, LatentMeta, load_latent
 from dcae.corpus.manifest import write_manifest
 from dcae.corpus.stats import RunningStats
+from dcae.jsonl import read_jsonl
 
 
 def utterance_id(audio_path: str | Path) -> str:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from dcae.atomic import atomic_save_safetensors, atomic_torch_save
 from dcae.model.config import DCAEConfig, packaged_configs
-from dcae.precision import precision_dtype
 from dcae.model.weight_norm import fold_weight_norm
 from dcae.model.wrapper import DCAEWrapper
-
+from dcae.precision import precision_dtype
 
 
 class CheckpointError(ValueError):
@@ -146,8 +146,6 @@ def load_dcae(model_path: str | Path, config: str | Path | dict | DCAEConfig, de
 
 def save_generator(module: DCAEWrapper, path: str | Path) -> None:
     """Save the generator in the official layout (``.pt``) or as ``.safetensors``, atomically."""
-    from dcae.atomic import atomic_save_safetensors, atomic_torch_save
-
     state = {k: v.detach().cpu() for k, v in normalise_keys(module.state_dict()).items()}
     if Path(path).suffix == ".safetensors":
         atomic_save_safetensors(state, path)

@@ -6,7 +6,6 @@ data order), ``rng`` (random state), ``scalars`` (TensorBoard + metrics.jsonl), 
 (learning-rate schedule).
 """
 from dcae.errors import ConfigError
-
 from dcae.training.config import RunConfig
 from dcae.training.harness import Trainer, TrainingRun, Update, run_main, train
 

@@ -24,8 +24,8 @@ import typing
 from pathlib import Path
 from typing import Any, Callable
 
-from dcae.errors import ConfigError
 from dcae.atomic import atomic_write_json
+from dcae.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}

@@ -41,10 +41,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from dcae.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from dcae.errors import ConfigError
 from dcae.precision import resolve_precision
-from dcae.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-
 from dcae.training.checkpoints import CheckpointManager
 from dcae.training.config import RunConfig
 from dcae.training.flags import config_to_dict, parse_config, save_config

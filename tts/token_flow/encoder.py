@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tts.token_flow.chunk_attention import token_mask
 from tts.layers import Block, LayerCache, rope_angles
+from tts.token_flow.chunk_attention import token_mask
 
 
 class TokenEncoder(nn.Module):

@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from tts import flow_matching as fm
-from tts.token_flow.chunk_attention import FULL_CONTEXT, frame_mask, sample_chunks
-from tts.token_flow.frame_noise import frame_noise
 from tts.layers import AdaLNOutput, BackboneConfig, Block, LayerCache, TimeEmbedding, rope_angles
-from tts.token_flow.length_regulator import LengthRegulator, batch_spans, frame_spans, frames_for_tokens
+from tts.token_flow.chunk_attention import FULL_CONTEXT, frame_mask, sample_chunks
 from tts.token_flow.encoder import TokenEncoder
+from tts.token_flow.frame_noise import frame_noise
+from tts.token_flow.length_regulator import LengthRegulator, batch_spans, frame_spans, frames_for_tokens
 
 
 @dataclass

@@ -18,12 +18,14 @@ unless given. Sampling: :class:`tts.token_sampling.SamplingSettings` (top-k 25, 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
 
+from dcae.corpus import save_tokens
 from tts.run import TTSRun
-from tts.synthesize import SynthesisError, seeded_generator
+from tts.synthesis import SynthesisError, seeded_generator
 from tts.token_lm.generate import BistreamGenerator, GenerationOptions, generate_plain
 from tts.token_lm.sampling import SamplingSettings
 
@@ -170,3 +172,11 @@ def stream_tokens_from_text(run: TTSRun, pieces: Iterable[str], prompt_text: str
     for piece in pieces:
         yield from streamer.push(piece)
     yield from streamer.finish()
+
+
+def save_token_output(path: Path, tokens: torch.Tensor, lm: TTSRun) -> None:
+    """The generated tokens as a token file with the run's rate, tokenizer and codebook size."""
+    extra = {"codebook_size": lm.model.cfg.codebook_size}
+    if lm.latent_info.get("tokenizer"):
+        extra["tokenizer"] = lm.latent_info["tokenizer"]
+    save_tokens(path, tokens, lm.token_rate, extra=extra)

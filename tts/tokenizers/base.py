@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from dcae.audio import resample
+from dcae.corpus.token_file import save_tokens
 
 AudioInput = torch.Tensor | Sequence[torch.Tensor]
 
@@ -91,6 +92,4 @@ class SpeechTokenizer(nn.Module, ABC):
 
     def save_tokens(self, path: str | Path, tokens: torch.Tensor) -> None:
         """Write one clip's tokens (N,) as a token file (``dcae.corpus.token_file`` format), atomically."""
-        from dcae.corpus.token_file import save_tokens
-
         save_tokens(path, tokens, self.token_rate, extra=self.token_file_metadata())

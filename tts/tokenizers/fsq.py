@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from vector_quantize_pytorch import FSQ
 
 from dcae.errors import ConfigError
-from vocoder.mel import MelSpectrogram
-
 from tts.tokenizers.base import SpeechTokenizer
 from tts.tokenizers.fsq_config import FSQTokenizerConfig
 from tts.tokenizers.layers import ChannelNorm, ConvNeXtBlock1d, length_mask
+from vocoder.mel import MelSpectrogram
 
 PAD_TOKEN = -1  # positions past a clip's end in batched ``encode`` output
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from dcae.audio import DEFAULT_SAMPLE_RATE
 from dcae.errors import ConfigError
 
 LATENT_MEL_FRAMES = 16  # mel frames per DC-AE latent frame (hop 256 x 16 = 4096 samples)
@@ -24,7 +25,7 @@ class FSQTokenizerConfig:
     (B, ceil(T / mel_frames_per_token))."""
 
     n_mels: int = 80
-    sample_rate: int = 22050           # of the mel front end (vocoder.mel, BigVGAN v2 22 kHz)
+    sample_rate: int = DEFAULT_SAMPLE_RATE  # of the mel front end (vocoder.mel, BigVGAN v2 22 kHz)
     hop_length: int = 256
     mel_frames_per_token: int = 4      # divides 16: an integer number of tokens per latent frame
     channels: int = 256                # width of the convolutional encoder and decoder

@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 
-from dcae.errors import ConfigError
 from dcae.atomic import atomic_save_safetensors, atomic_write_json
-
+from dcae.errors import ConfigError
 from tts.tokenizers.fsq import FSQTokenizer
 from tts.tokenizers.fsq_config import FSQTokenizerConfig
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from tts.tokenizers.base import SpeechTokenizer
+from tts.tokenizers.fsq_run import load_fsq_tokenizer
 
 S3_SPEC = "s3"
 
@@ -20,6 +21,5 @@ def load_tokenizer(spec: str | Path, device: str | torch.device = "cpu", s3_mode
         from tts.tokenizers.s3 import S3Tokenizer
 
         return S3Tokenizer.from_pretrained(s3_model, device=device, flag=s3_flag)
-    from tts.tokenizers.fsq_run import load_fsq_tokenizer
 
     return load_fsq_tokenizer(spec, device=device)

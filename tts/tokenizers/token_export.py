@@ -41,12 +41,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dcae.corpus import DEFAULT_FRAME_RATE, StorePart, done_rows, read_manifest
-from dcae.corpus.token_file import TokenFileError, load_tokens, save_tokens
 from dcae import distributed
 from dcae.atomic import atomic_write_json, atomic_write_text
 from dcae.audio import AudioError, check_audio, load_audio
-
+from dcae.corpus import DEFAULT_FRAME_RATE, StorePart, done_rows, read_manifest
+from dcae.corpus.token_file import TokenFileError, load_tokens, save_tokens
 from tts.tokenizers.base import SpeechTokenizer
 
 SETTINGS_FILE = "tokens.json"

@@ -26,12 +26,11 @@ from typing import ClassVar
 
 import torch
 
+from dcae.audio import AudioError
 from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
 from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, note_skipped, read_clip
 from preprocess.filelist import FilelistError, read_filelist
-from dcae.audio import AudioError
-
 from tts.tokenizers import FSQTokenizer, FSQTokenizerConfig, codebook_usage, save_fsq_tokenizer
 from tts.tokenizers.fsq_config import PRESETS as ARCHITECTURE_PRESETS
 

@@ -14,10 +14,9 @@ from typing import Any, Callable
 
 import torch
 
+from dcae.atomic import atomic_write_json
 from dcae.training import ConfigError, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
-from dcae.atomic import atomic_write_json
-
 from tts.config import load_presets
 from tts.run import build_model
 

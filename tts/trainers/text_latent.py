@@ -14,7 +14,6 @@ from torch.utils.data import Dataset
 
 from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
 from dcae.training import TrainingRun
-
 from tts.config import PRESET_DIR, TTSTrainConfig, check_config
 from tts.run import model_config, save_run_files
 from tts.text import FrontendError, TextFrontend

@@ -22,10 +22,9 @@ from torch.utils.data import Dataset
 
 from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
 from dcae.training import ConfigError, TrainingRun
-
 from tts.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
-from tts.token_flow.length_regulator import frames_for_tokens
 from tts.run import save_run_files
+from tts.token_flow.length_regulator import frames_for_tokens
 from tts.token_flow.model import TokenFlowConfig
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 from tts.trainers.speaker import load_speaker_embedding, speaker_paths

@@ -1,24 +1,51 @@
-"""``dcae tts``: synthesise latents (or audio) with a trained TTS run folder (text, or speech tokens
-for a token-flow run; text -> speech tokens for a token-lm run, and on through a token-flow run with
-``--flow``: :mod:`tts.lm_command`)."""
+"""``dcae tts``: synthesise latents (or audio) with a trained TTS run folder: text for a one-stage run
+(:mod:`tts.one_stage.synthesis`), speech tokens for a token-flow run (:mod:`tts.token_flow.synthesis`),
+text -> speech tokens for a token-lm run, and on through a token-flow run with ``--flow``
+(:mod:`tts.two_stage`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 import click
 import torch
 
-from dcae.cli_options import fail, given_flags, model_options
-from dcae.corpus import LatentFileError, LatentMeta, load_latent, save_latent
-
+from dcae.audio import AudioError, check_output_suffix, save_audio
+from dcae.cli.options import build_wrapper, fail, given_flags, lookahead_option, model_options
+from dcae.corpus import LatentFileError, LatentMeta, load_latent, other_autoencoder_warning, save_latent, weights_hash
+from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
 from tts.run import RunError, load_run
-from tts.synthesize import SynthesisError, stream_frames, synthesize
-from tts.lm_command import LM_OPTIONS_HELP, LMArgs, save_token_output, two_stage_outputs
-from tts.token_command import TOKEN_OPTIONS_HELP, token_flow_outputs
+from tts.synthesis import SynthesisError
+from tts.token_flow.streaming import DEFAULT_CHUNK_FRAMES
+from tts.token_flow.synthesis import speak_token_file
+from tts.token_lm.synthesis import save_token_output
+from tts.two_stage import LMOptions, speak_text
 
-STREAM_CHUNK = 8  # AR frames handed to the decoder at a time when writing audio
+LM_OPTIONS_HELP = {
+    "out_tokens": "token-lm runs: write the generated speech tokens here (.safetensors token file).",
+    "flow": "token-lm runs: a token-flow run folder that turns the tokens into latents (for --out-latent / -o).",
+    "prompt_audio": "token-lm runs with --flow: audio whose voice to continue (with --prompt-text); its tokens come "
+                    "from --tokenizer, its latent from the DC-AE.",
+    "tokenizer": "With --prompt-audio: 's3' or the FSQ tokenizer run folder that made the runs' tokens "
+                 "(default: s3 when the runs were trained on S3Tokenizer tokens).",
+    "text_stream": "token-lm runs trained with --bistream: hand the text over piece by piece (a piece per "
+                   "character; '--text -' reads standard input as it arrives), speech starting before the text ends.",
+    "top_k": "token-lm runs: sample among the k most likely tokens (0: all).",
+    "top_p": "token-lm runs: then among the most likely tokens reaching this probability (1: all).",
+    "lm_temperature": "token-lm runs: temperature of the token distribution (0: greedy).",
+    "lm_cfg_scale": "token-lm runs trained with --cond-drop: guidance on the text (1: off).",
+}
+STREAM_HELP = ("Token-flow runs: generate chunk by chunk (block-causal attention, as for a live token stream) and, "
+               "with -o, decode audio while the chunks come; prints when the first audio was ready.")
+CHUNK_FRAMES_HELP = (f"Token-flow runs (token-lm runs with --flow): latent frames per chunk (--stream: default "
+                     f"{DEFAULT_CHUNK_FRAMES}; without --stream, N > 0 gives the same chunked result offline, default "
+                     f"full context).")
+
+
+def given_lm_options(options: LMOptions) -> list[str]:
+    """The token-lm flags set in ``options`` (to refuse them for other run kinds)."""
+    return ["--" + f.name.replace("_", "-") for f in fields(options) if getattr(options, f.name) not in (None, False)]
 
 
 @dataclass(frozen=True)
@@ -90,9 +117,9 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 @click.option("--top-p", type=float, default=None, help=LM_OPTIONS_HELP["top_p"] + " [default: 0.8]")
 @click.option("--lm-temperature", type=float, default=None, help=LM_OPTIONS_HELP["lm_temperature"] + " [default: 1]")
 @click.option("--lm-cfg-scale", type=float, default=None, help=LM_OPTIONS_HELP["lm_cfg_scale"])
-@click.option("--stream", is_flag=True, help=TOKEN_OPTIONS_HELP["stream"])
-@click.option("--chunk-frames", type=int, default=None, help=TOKEN_OPTIONS_HELP["chunk_frames"])
-@click.option("--lookahead", type=int, default=None, help=TOKEN_OPTIONS_HELP["lookahead"])
+@click.option("--stream", is_flag=True, help=STREAM_HELP)
+@click.option("--chunk-frames", type=int, default=None, help=CHUNK_FRAMES_HELP)
+@lookahead_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=int, default=None, help="Flow steps (default: 10 for AR frames, 32 for the flow model, 10 for token-flow).")
 @click.option("--cfg-scale", type=float, default=None, help="Classifier-free guidance (1: none; default 1.5 AR, 2.0 flow, 1.5 token-flow).")
@@ -130,8 +157,6 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     if out_latent is not None and out_latent.suffix.lower() != ".safetensors":
         fail(f"{out_latent}: latent files are .safetensors")
     if output is not None:
-        from dcae.audio import AudioError, check_output_suffix
-
         try:
             check_output_suffix(output)
         except AudioError as e:
@@ -146,14 +171,14 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     if chunk_frames is not None and chunk_frames < (1 if stream else 0):
         fail(f"--chunk-frames must be at least {1 if stream else 0}{' with --stream' if stream else ''}, "
              f"got {chunk_frames}")
-    lm_args = LMArgs(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
+    lm_args = LMOptions(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
                      lm_cfg_scale)
     if run.kind == "token-lm":
         prompt = None
         try:
             if prompt_latent is not None:
                 prompt, _ = load_latent(prompt_latent)
-            tokens, flow, latent, audio, wrapper = two_stage_outputs(
+            speech = speak_text(
                 run, lm_args, text=text, prompt_text=prompt_text, prompt_latent=prompt, prompt_tokens_file=prompt_tokens,
                 tokens_file=tokens_file, want_latent=out_latent is not None, want_audio=output is not None,
                 stream=stream, chunk_frames=chunk_frames, lookahead=lookahead, seed=seed, steps=steps,
@@ -162,16 +187,20 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
                                                          precision))
         except (SynthesisError, LatentFileError) as e:
             fail(str(e))
+        tokens, flow = speech.tokens, speech.flow
+        if speech.first_audio is not None:
+            click.echo(f"streaming: first audio after {speech.first_audio[0]:.2f} s, when the LM had written "
+                       f"{speech.first_audio[1]} of {tokens.numel()} tokens", err=True)
         if out_tokens is not None:
             save_token_output(out_tokens, tokens, run)
-        _write_outputs(flow, latent, audio, wrapper, out_latent, output)
+        _write_outputs(flow, speech.latent, speech.audio, speech.wrapper, out_latent, output)
         seconds = tokens.numel() / run.token_rate
         click.echo(f"{tokens.numel()} speech tokens ({seconds:.2f} s) from token-lm run step {run.step}"
-                   + ("" if flow is None else f", {latent.shape[1]} latent frames from token-flow run step {flow.step}"),
-                   err=True)
+                   + ("" if flow is None else
+                      f", {speech.latent.shape[1]} latent frames from token-flow run step {flow.step}"), err=True)
         return
-    if lm_args.given():
-        fail(f"{', '.join(lm_args.given())}: for token-lm runs (this is a {run.kind} run)")
+    if given_lm_options(lm_args):
+        fail(f"{', '.join(given_lm_options(lm_args))}: for token-lm runs (this is a {run.kind} run)")
     if run.takes_text and (text is None or tokens_file is not None or prompt_tokens is not None or stream):
         fail(f"{run_dir}: a {run.kind} run speaks --text (not --tokens, --prompt-tokens or --stream)")
     if not run.takes_text and (tokens_file is None or text is not None or prompt_text is not None):
@@ -189,12 +218,16 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
         wrapper = _audio_wrapper(run, run_dir, ae_model, ae_config, vocoder, device, precision)
     try:
         if not run.takes_text:
-            latent, audio = token_flow_outputs(run, wrapper, tokens_file, prompt, prompt_tokens, frames=frames,
-                                               max_frames=max_frames, stream=stream, chunk_frames=chunk_frames,
-                                               lookahead=lookahead, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                                               temperature=temperature)
+            speech = speak_token_file(run, wrapper, tokens_file, prompt, prompt_tokens, frames=frames,
+                                      max_frames=max_frames, stream=stream, chunk_frames=chunk_frames,
+                                      lookahead=lookahead, seed=seed, steps=steps, cfg_scale=cfg_scale,
+                                      temperature=temperature)
+            latent, audio = speech.latent, speech.audio
+            if speech.first_audio is not None:
+                click.echo(f"streaming: first audio after {speech.first_audio[0]:.2f} s, with {speech.first_audio[1]} "
+                           f"of {speech.tokens} tokens read", err=True)
         elif wrapper is not None and run.kind == "ar":
-            latent, audio = _stream_to_audio(wrapper, stream_frames(run, text, **args))
+            latent, audio = stream_to_audio(wrapper, stream_frames(run, text, **args))
         else:
             latent = synthesize(run, text, **args).cpu()
             audio = wrapper.decode(latent[None])[0] if wrapper is not None else None
@@ -207,9 +240,6 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
 
 def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, precision):
     """The DC-AE decoder + vocoder for a run's latents (one-line errors; a warning for other AE weights)."""
-    from dcae.corpus import weights_hash
-    from inference import build_wrapper, other_autoencoder_warning
-
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
     if wrapper.latent_dim != run.stats.dim:
         fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
@@ -224,27 +254,4 @@ def _write_outputs(run, latent, audio, wrapper, out_latent: Path | None, output:
     if out_latent is not None:
         save_latent(out_latent, latent, _latent_meta(run.latent_info, latent.shape[1]))
     if output is not None:
-        from dcae.audio import save_audio
-
         save_audio(output, audio, wrapper.sample_rate)
-
-
-def _stream_to_audio(wrapper, frames) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode AR frames chunk by chunk as they arrive: -> (latent (D, T), audio (samples,))."""
-    latent: list[torch.Tensor] = []
-
-    def chunks():
-        buffer = []
-        for frame in frames:
-            latent.append(frame.cpu())
-            buffer.append(frame.cpu())
-            if len(buffer) == STREAM_CHUNK:
-                yield torch.stack(buffer, dim=1)[None]
-                buffer = []
-        if buffer:
-            yield torch.stack(buffer, dim=1)[None]
-
-    pieces = [a[0] for a in wrapper.stream_decode(chunks())]
-    if not latent:
-        raise SynthesisError("the model stopped before making any frame")
-    return torch.stack(latent, dim=1), torch.cat(pieces, dim=-1)

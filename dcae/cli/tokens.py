@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 8 --no-python dcae tokens --manifest ... --tokenizer ...
 
 One token file per utterance next to its latent, and the manifest rewritten with ``token_path``,
-``num_tokens`` and ``token_rate`` (layout, resuming and sharding: :mod:`tts.tokenizers.export`).
+``num_tokens`` and ``token_rate`` (layout, resuming and sharding: :mod:`tts.tokenizers.token_export`).
 Rerunning the same command resumes. Bad inputs are named on one line each and recorded in
 ``tokens/failed.jsonl``; the exit code is 1 when any failed, 2 when the command cannot start.
 """
@@ -16,14 +16,13 @@ from pathlib import Path
 
 import click
 
-from dcae.cli_options import device_option, fail
+from dcae.cli.options import device_option, fail
 from dcae.corpus import ManifestError
 from dcae.distributed import init_distributed
-
 from tts.tokenizers import FSQTokenizerRunError, load_tokenizer
-from tts.tokenizers.token_export import TokenExportError, export_tokens
 from tts.tokenizers.load import S3_SPEC
 from tts.tokenizers.s3_weights import S3TokenizerUnavailable
+from tts.tokenizers.token_export import TokenExportError, export_tokens
 
 
 def check_spec(spec: str) -> None:
@@ -73,6 +72,3 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
     elif summary["failed_here"]:
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    tokens_command()

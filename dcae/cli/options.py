@@ -1,4 +1,6 @@
-"""Click options shared by every command that loads models (same names everywhere)."""
+"""What every command shares: the one-line error exit, the model-loading options (same names
+everywhere), the device check, and the options that mean one thing wherever they appear
+(``--lookahead``)."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +9,7 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
+from dcae.pipeline import ModelLoadError, load_wrapper
 from dcae.precision import PRECISIONS
 
 
@@ -97,3 +100,21 @@ def runtime_options(f):
 def model_options(f):
     """All model-loading flags: --ae-model --ae-config --vocoder --device --precision."""
     return ae_options(vocoder_option(runtime_options(f)))
+
+
+def build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder: bool = True):
+    """:func:`dcae.pipeline.load_wrapper` for a command: model problems end it with one line and exit code 2."""
+    try:
+        return load_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder)
+    except ModelLoadError as e:
+        fail(str(e))
+
+
+LOOKAHEAD_HELP = ("Streaming decoder lookahead in latent frames (--stream with -o): 0 (soonest audio) .. the "
+                  "decoder's receptive field (the default: exact, the same audio as the offline decode).")
+
+
+def lookahead_option(f):
+    """``--lookahead``: the streaming DC-AE decoder's lookahead; its range is the loaded decoder's field
+    (:meth:`dcae.pipeline.DCAEInferenceWrapper.check_lookahead`)."""
+    return click.option("--lookahead", type=click.IntRange(min=0), default=None, help=LOOKAHEAD_HELP)(f)

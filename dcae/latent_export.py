@@ -1,4 +1,4 @@
-"""``dcae export``: latents for a whole corpus, for downstream (TTS) training.
+"""Latents for a whole corpus, for downstream (TTS) training (the work of ``dcae export``).
 
     dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR|config.json|HUB_ID]
     torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
@@ -21,20 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import click
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dcae.model.checkpoint import CheckpointError
-from dcae.cli_options import ae_options, fail, runtime_options
-from dcae.model.config import ConfigError, DCAEConfig
-from dcae.hub import ModelNotFound, resolve_models
-from dcae.corpus import (LatentMeta, RunningStats, StorePart, done_rows, latent_relpath, merge_parts, prune_parts,
-                         read_complete_latent, save_latent, utterance_id, weights_hash)
 from dcae import distributed
 from dcae.atomic import atomic_write_json
 from dcae.audio import AudioError, check_audio, load_audio
+from dcae.corpus import (
+    LatentMeta,
+    RunningStats,
+    StorePart,
+    done_rows,
+    latent_relpath,
+    merge_parts,
+    prune_parts,
+    read_complete_latent,
+    save_latent,
+    utterance_id,
+    weights_hash,
+)
+from dcae.model.config import DCAEConfig
+from dcae.pipeline import DCAEInferenceWrapper
+from preprocess.filelist import read_filelist
 from vocoder.mel import load_bigvgan_config
 
 LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -75,8 +84,6 @@ class LatentEncoder:
 
     def __init__(self, ae_model: Path, ae_config: Path, mel_config_dir: Path | None, device: torch.device,
                  precision: str):
-        from inference import DCAEInferenceWrapper
-
         self.wrapper = DCAEInferenceWrapper(ae_model, ae_config, mel_config_dir, precision=precision, device=device,
                                             with_vocoder=False)
         self.sample_rate = self.wrapper.sample_rate
@@ -124,8 +131,6 @@ class LengthBuckets:
 
 
 def read_utterances(filelist: Path) -> list[Utterance]:
-    from preprocess.filelist import read_filelist
-
     seen: set[str] = set()
     out = []
     for entry in read_filelist(filelist):
@@ -261,40 +266,3 @@ def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_c
     distributed.barrier()
     distributed.cleanup()
     return summary
-
-
-@click.command("export", help=__doc__.split("\n\n")[0])
-@click.option("--filelist", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Lines 'path' or 'path|text'.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl).")
-@ae_options
-@click.option("--vocoder", default=None,
-              help="BigVGAN folder, its config.json, or a hub id (only config.json is fetched): its mel settings "
-                   "only (default: packaged bigvgan_v2_22khz_80band_256x config).")
-@runtime_options
-@click.option("--latent-dtype", type=click.Choice(sorted(LATENT_DTYPES)), default="float32", show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
-@click.option("--max-batch-seconds", type=float, default=320.0, show_default=True, help="Audio seconds per batch (at most).")
-@click.option("--num-workers", type=int, default=None,
-              help="Audio decoding worker processes (default: 0 on CPU, up to 4 per GPU process).")
-def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: str | None, vocoder: str | None,
-                   device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
-                   num_workers: int | None) -> None:
-    try:
-        model_path, config_path, mel_config_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=False)
-        summary = run_export(filelist, out, model_path, config_path, mel_config_dir, device, precision, latent_dtype,
-                             batch_size, max_batch_seconds, num_workers)
-    except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:  # one line, exit 2, as every command
-        fail(str(e))
-    if "utterances" in summary:
-        click.echo(f"{out}: {summary['utterances']} utterances, {summary['frames']} latent frames, "
-                   f"{summary['failed']} failed (see failed.jsonl)", err=True)
-        if summary["failed"]:
-            sys.exit(1)
-    elif summary["failed_here"]:
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    export_command()

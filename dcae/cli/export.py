@@ -1,0 +1,50 @@
+"""``dcae export``: latents for a whole corpus, for downstream (TTS) training (:mod:`dcae.latent_export`).
+
+    dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR|config.json|HUB_ID]
+    torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dcae.cli.options import ae_options, fail, runtime_options
+from dcae.errors import ConfigError
+from dcae.hub import ModelNotFound, resolve_models
+from dcae.latent_export import LATENT_DTYPES, run_export
+from dcae.model.checkpoint import CheckpointError
+
+
+@click.command("export", help="Latents + manifest + stats for a whole corpus (resumable, sharded over torchrun ranks).")
+@click.option("--filelist", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Lines 'path' or 'path|text'.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl).")
+@ae_options
+@click.option("--vocoder", default=None,
+              help="BigVGAN folder, its config.json, or a hub id (only config.json is fetched): its mel settings "
+                   "only (default: packaged bigvgan_v2_22khz_80band_256x config).")
+@runtime_options
+@click.option("--latent-dtype", type=click.Choice(sorted(LATENT_DTYPES)), default="float32", show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
+@click.option("--max-batch-seconds", type=float, default=320.0, show_default=True, help="Audio seconds per batch (at most).")
+@click.option("--num-workers", type=int, default=None,
+              help="Audio decoding worker processes (default: 0 on CPU, up to 4 per GPU process).")
+def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: str | None, vocoder: str | None,
+                   device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
+                   num_workers: int | None) -> None:
+    try:
+        model_path, config_path, mel_config_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=False)
+        summary = run_export(filelist, out, model_path, config_path, mel_config_dir, device, precision, latent_dtype,
+                             batch_size, max_batch_seconds, num_workers)
+    except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:  # one line, exit 2, as every command
+        fail(str(e))
+    if "utterances" in summary:
+        click.echo(f"{out}: {summary['utterances']} utterances, {summary['frames']} latent frames, "
+                   f"{summary['failed']} failed (see failed.jsonl)", err=True)
+        if summary["failed"]:
+            sys.exit(1)
+    elif summary["failed_here"]:
+        sys.exit(1)
