@@ -23,7 +23,6 @@ as a user would. The torch CPU capability is printed with the table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -37,10 +36,10 @@ from benchmarks.common import machine  # noqa: E402
 from dcae import DCAEWrapper, save_generator  # noqa: E402
 from dcae.corpus import LatentStats  # noqa: E402
 from dcae.pipeline import DCAEInferenceWrapper  # noqa: E402
+from tts.presets import load_presets  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
 from tts.token_flow.model import TokenFlowConfig, TokenFlowModel  # noqa: E402
 from tts.token_flow.streaming import stream_audio, stream_latents  # noqa: E402
-from tts.trainers.token_flow import PRESET_DIR  # noqa: E402
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
 from vocoder.mel import load_bigvgan_config  # noqa: E402
 
@@ -49,7 +48,7 @@ TOKEN_RATE, VOCAB = 25.0, 6561  # S3Tokenizer v2
 
 def token_flow_run(preset: str, frame_rate: float, latent_dim: int) -> TTSRun:
     """A random-weight token-flow model of ``preset``'s size, as a loaded run would hold it."""
-    sizes = json.loads((PRESET_DIR / f"{preset}.json").read_text())
+    sizes = load_presets("token-flow")[preset]
     fields = {k: v for k, v in sizes.items() if k in TokenFlowConfig.__dataclass_fields__}
     model = TokenFlowModel(TokenFlowConfig(vocab_size=VOCAB, latent_dim=latent_dim,
                                            tokens_per_frame=TOKEN_RATE / frame_rate, **{**fields, "dropout": 0.0}))

@@ -18,18 +18,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
-from tts.config import TTSTrainConfig, load_presets  # noqa: E402
+from dcae.corpus import DEFAULT_FRAME_RATE  # noqa: E402
 from tts.one_stage.ar import ARTTS, ARConfig  # noqa: E402
 from tts.one_stage.flow import FlowConfig, FlowTTS  # noqa: E402
+from tts.presets import load_presets  # noqa: E402
+from tts.trainers.text_latent import TTSTrainConfig  # noqa: E402
 
-FRAME_RATE = 22050 / 256 / 16
+FRAME_RATE = DEFAULT_FRAME_RATE
 LATENT_DIM = 80
 VOCAB = 64
 TEXT = list(range(2, 42))
 
 
 def preset_config(name: str) -> TTSTrainConfig:
-    return TTSTrainConfig(**load_presets()[name])
+    return TTSTrainConfig(**load_presets("ar")[name])  # the ar presets hold the flow fields too
 
 
 def build(kind: str, cfg: TTSTrainConfig, device: torch.device) -> torch.nn.Module:

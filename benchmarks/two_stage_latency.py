@@ -27,7 +27,6 @@ is printed with the table.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -40,11 +39,11 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.token_flow_latency import TOKEN_RATE, VOCAB, random_wrapper, token_flow_run  # noqa: E402
 from tts import two_stage  # noqa: E402
+from tts.presets import load_presets  # noqa: E402
 from tts.run import TTSRun  # noqa: E402
 from tts.text import TextFrontend  # noqa: E402
 from tts.token_lm.model import TokenLM, TokenLMConfig  # noqa: E402
 from tts.token_lm.synthesis import speech_tokens  # noqa: E402
-from tts.trainers.token_lm import PRESET_DIR  # noqa: E402
 from tts.two_stage import speak, speak_latents  # noqa: E402
 
 CHARS_PER_SECOND = 10.0  # the text's length for --seconds of speech (2.5 tokens per character at 25 Hz)
@@ -55,7 +54,7 @@ TEXT = ("The quick brown fox jumps over the lazy dog while the five boxing wizar
 def token_lm_run(preset: str, frontend: TextFrontend, tokens_per_id: float) -> TTSRun:
     """A random-weight token LM of ``preset``'s size (bistream 5 : 10, as for a character front end),
     writing exactly ``ceil(tokens_per_id * text ids)`` tokens."""
-    sizes = json.loads((PRESET_DIR / f"{preset}.json").read_text())
+    sizes = load_presets("token-lm")[preset]
     fields = {k: v for k, v in sizes.items() if k in TokenLMConfig.__dataclass_fields__}
     model = TokenLM(TokenLMConfig(text_vocab=frontend.vocab_size, codebook_size=VOCAB, bistream=True,
                                   **{**fields, "dropout": 0.0, "text_chunk": 5, "speech_chunk": 10}))

@@ -53,7 +53,7 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
 
 
 def model_config(kind: str, train_cfg: Any, vocab_size: int, latent_dim: int, frames_per_token: float) -> dict[str, Any]:
-    """The model's own config from a :class:`tts.config.TTSTrainConfig`."""
+    """The model's own config from a :class:`tts.trainers.text_latent.TTSTrainConfig`."""
     cls = ARConfig if kind == "ar" else FlowConfig
     fields = {k: getattr(train_cfg, k) for k in cls.__dataclass_fields__ if hasattr(train_cfg, k)}
     fields.update(vocab_size=vocab_size, latent_dim=latent_dim)

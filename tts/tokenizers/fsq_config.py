@@ -15,6 +15,7 @@ from typing import Any
 
 from dcae.audio import DEFAULT_SAMPLE_RATE
 from dcae.errors import ConfigError
+from tts.presets import load_presets
 
 LATENT_MEL_FRAMES = 16  # mel frames per DC-AE latent frame (hop 256 x 16 = 4096 samples)
 
@@ -89,16 +90,13 @@ class FSQTokenizerConfig:
         return cls(**values).check()
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # 0.18 M parameters, 1000 codes: trains in CPU minutes (tests, pipeline checks)
-    "tiny": dict(channels=64, frame_blocks=1, token_blocks=2, mlp_ratio=2, levels=[8, 5, 5, 5]),
-    # 7.0 M parameters, 15360 codes
-    "base": dict(channels=256, frame_blocks=2, token_blocks=6, mlp_ratio=3, levels=[8, 8, 8, 6, 5]),
-}
-
-
 def fsq_preset(name: str, **overrides: Any) -> FSQTokenizerConfig:
-    """The ``tiny`` / ``base`` preset, with field overrides."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown FSQ tokenizer preset {name!r} (choose from {', '.join(PRESETS)})")
-    return FSQTokenizerConfig.from_dict({**PRESETS[name], **overrides}, source=f"preset {name}")
+    """The ``tiny`` / ``base`` preset (``tts/presets/fsq-tokenizer/NAME.json``; its training fields are
+    left out), with field overrides. tiny: 0.18 M parameters, 1000 codes, trains in CPU minutes;
+    base: 7.0 M parameters, 15360 codes."""
+    presets = load_presets("fsq-tokenizer")
+    if name not in presets:
+        raise ConfigError(f"unknown FSQ tokenizer preset {name!r} (choose from {', '.join(presets)})")
+    names = {f.name for f in fields(FSQTokenizerConfig)}
+    values = {k: v for k, v in presets[name].items() if k in names}
+    return FSQTokenizerConfig.from_dict({**values, **overrides}, source=f"preset {name}")

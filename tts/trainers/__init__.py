@@ -7,8 +7,8 @@ from dcae.training import Trainer
 
 # kind -> (module, class); imported on use so one trainer's optional dependency never breaks another
 TRAINERS: dict[str, tuple[str, str]] = {
-    "ar": ("tts.trainers.text_latent", "TextToLatentTrainer"),
-    "flow": ("tts.trainers.text_latent", "TextToLatentTrainer"),
+    "ar": ("tts.trainers.text_latent", "ARTrainer"),
+    "flow": ("tts.trainers.text_latent", "FlowTrainer"),
     "token-flow": ("tts.trainers.token_flow", "TokenFlowTrainer"),
     "token-lm": ("tts.trainers.token_lm", "TokenLMTrainer"),
     "fsq-tokenizer": ("tts.trainers.fsq_tokenizer", "FSQTokenizerTrainer"),

@@ -31,13 +31,12 @@ from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
 from preprocess.dataset import SegmentBatch, SegmentDataset, collate_segments, note_skipped, read_clip
 from preprocess.filelist import FilelistError, read_filelist
+from tts.presets import load_presets
 from tts.tokenizers import FSQTokenizer, FSQTokenizerConfig, codebook_usage, save_fsq_tokenizer
-from tts.tokenizers.fsq_config import PRESETS as ARCHITECTURE_PRESETS
 
 KIND = "fsq-tokenizer"
 ARCHITECTURE_FIELDS = ("mel_frames_per_token", "channels", "frame_blocks", "token_blocks", "kernel_size", "mlp_ratio",
                        "levels", "mel_mean", "mel_std")
-TRAINING_PRESETS = {"tiny": {"learning_rate": 2e-3}, "base": {"learning_rate": 1e-3}}
 
 
 @dataclass
@@ -126,7 +125,7 @@ class FSQTokenizerTrainer(Trainer):
 
     @classmethod
     def presets(cls) -> dict[str, dict]:
-        return {name: {**ARCHITECTURE_PRESETS[name], **TRAINING_PRESETS.get(name, {})} for name in ARCHITECTURE_PRESETS}
+        return load_presets(KIND)
 
     def check(self) -> None:
         cfg = self.cfg

@@ -1,7 +1,7 @@
 """What the downstream trainers share: one model described by a run folder's ``model.json``, trained
 with AdamW and a warm-up + cosine schedule on a ``forward(**batch) -> {"loss", ...}`` objective.
 
-A subclass names its presets folder, writes its run files through :meth:`ModelTrainer.run_files`
+A subclass names its ``--model`` kind (which picks its presets), writes its run files through :meth:`ModelTrainer.run_files`
 and calls :meth:`ModelTrainer.setup` from ``build``; the model's description (``{"kind", "config"}``)
 is written to ``model.json`` once the checkpoint (if any) has loaded, and every step logs the
 model's losses, the learning rate and the gradient norm.
@@ -17,7 +17,7 @@ import torch
 from dcae.atomic import atomic_write_json
 from dcae.training import ConfigError, Trainer, TrainingRun
 from dcae.training.schedule import cosine_schedule_with_warmup
-from tts.config import load_presets
+from tts.presets import load_presets
 from tts.run import build_model
 
 
@@ -33,13 +33,13 @@ def is_restart(out: Path, kind: str) -> bool:
 
 
 class ModelTrainer(Trainer):
-    """A :class:`~dcae.training.Trainer` for one TTS model (config: a :class:`tts.config.TTSRunConfig`)."""
+    """A :class:`~dcae.training.Trainer` for one TTS model (config: a :class:`tts.trainers.config.TTSRunConfig`)."""
 
-    preset_dir: Path  # the model's presets: one JSON of field values per name
+    kind: str  # the --model it trains; its presets are tts/presets/KIND/*.json
 
     @classmethod
     def presets(cls) -> dict[str, dict]:
-        return load_presets(cls.preset_dir)
+        return load_presets(cls.kind)
 
     def run_files(self, run: TrainingRun, prepare: Callable[[Any, Callable[[str], None]], None]) -> dict[str, Any]:
         """Create the run folder and, on the main process, write its files with ``prepare(cfg, log)`` (a

@@ -7,17 +7,74 @@ and resumes from the newest complete checkpoint set.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
+from dcae.errors import ConfigError
 from dcae.training import TrainingRun
-from tts.config import PRESET_DIR, TTSTrainConfig, check_config
 from tts.run import model_config, save_run_files
 from tts.text import FrontendError, TextFrontend
+from tts.trainers.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
 from tts.trainers.model_trainer import ModelTrainer, is_restart
+
+MODELS = ("ar", "flow")
+
+
+@dataclass
+class TTSTrainConfig(TTSRunConfig):
+    """Training configuration of the text-to-latent TTS models (AR with a flow head, or non-AR flow matching)."""
+
+    # data
+    stats: str | None = "auto"  # stats.json path, "auto" (next to the manifest, else computed) or none
+    text_frontend: str = "chars"  # chars | bytes | phonemes
+    lowercase: bool = True  # lowercase the text before tokenising
+    phoneme_language: str = "en-us"  # espeak-ng voice for text_frontend=phonemes
+    max_frames: int = 1000  # longer utterances are left out
+
+    # both models
+    width: int = 512  # transformer width
+    layers: int = 8  # transformer blocks
+    heads: int = 8  # attention heads
+    ff_mult: float = 4.0  # feed-forward width / width
+    dropout: float = 0.0  # dropout in attention and feed-forward
+    aligned_positions: bool = True  # text and frames share a rotary time axis (rate fitted on the data)
+
+    # AR model
+    head_width: int = 512  # width of the flow head MLP
+    head_layers: int = 3  # residual blocks of the flow head
+    flow_samples: int = 4  # flow-time draws per frame per step
+    stop_weight: float = 1.0  # weight of the stop head's loss
+    cond_drop: float = 0.1  # text hidden with this probability (classifier-free guidance)
+
+    # flow model
+    text_on_frames: bool = True  # each frame input also gets the embedding of its evenly-spread token
+    infill_min: float = 0.7  # fraction of each utterance to generate in training (the rest is the prompt)
+    infill_max: float = 1.0  # (the span's fraction is drawn uniformly in [infill_min, infill_max])
+    drop_audio: float = 0.3  # prompt hidden with this probability
+    drop_all: float = 0.2  # prompt and text hidden with this probability
+    immiscible: bool = False  # assign the batch's noise to samples by a linear assignment (immiscible diffusion)
+    contrastive_weight: float = 0.0  # contrastive flow matching: minus this times the error to another sample's target
+    meanflow: bool = False  # MeanFlow average-velocity training (few-step sampling)
+    meanflow_ratio: float = 0.25  # fraction of samples trained on an interval [s, e] rather than a point
+    time_scale: float = 10.0  # flow time embedded as sinusoids of time_scale * s (MeanFlow is steadier lower)
+    time_schedule: str = "uniform"  # training flow times: uniform | logit_normal (SD3) | cosine (AR head and flow model)
+
+def check_config(cfg: TTSTrainConfig) -> None:
+    """Raise ConfigError (one line) for values training cannot run with."""
+    if cfg.model not in MODELS:
+        raise ConfigError(f"--model: expected ar or flow, got {cfg.model!r}")
+    check_transformer(cfg)
+    check_flow_schedule(cfg)
+    if not 0 < cfg.infill_min <= cfg.infill_max <= 1:
+        raise ConfigError("--infill-min/--infill-max: need 0 < min <= max <= 1")
+    for name in ("layers", "flow_samples"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(cfg, name)}")
+    check_manifest(cfg)
 
 
 class TokenizedLatents(Dataset):
@@ -75,7 +132,6 @@ class TextToLatentTrainer(ModelTrainer):
 
     config_class = TTSTrainConfig
     user_errors = (ManifestError, FrontendError)
-    preset_dir = PRESET_DIR
 
     def check(self) -> None:
         check_config(self.cfg)
@@ -95,3 +151,15 @@ class TextToLatentTrainer(ModelTrainer):
 
     def collate(self, items):
         return collate_tts(items, left_pad_text=self.cfg.model == "ar")
+
+
+class ARTrainer(TextToLatentTrainer):
+    """``--model ar``: causal transformer with a flow head."""
+
+    kind = "ar"
+
+
+class FlowTrainer(TextToLatentTrainer):
+    """``--model flow``: non-autoregressive flow matching with infilling."""
+
+    kind = "flow"

@@ -22,16 +22,15 @@ from torch.utils.data import Dataset
 
 from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
 from dcae.training import ConfigError, TrainingRun
-from tts.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
 from tts.run import save_run_files
 from tts.token_flow.length_regulator import frames_for_tokens
 from tts.token_flow.model import TokenFlowConfig
+from tts.trainers.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 from tts.trainers.speaker import load_speaker_embedding, speaker_paths
 from tts.trainers.token_corpus import TokenCorpus, scan_token_files
 
 KIND = "token-flow"
-PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
 
 
 @dataclass
@@ -148,7 +147,7 @@ class TokenFlowTrainer(ModelTrainer):
     config_class = TokenFlowTrainConfig
     user_errors = (ManifestError,)
 
-    preset_dir = PRESET_DIR
+    kind = KIND
 
     def check(self) -> None:
         cfg = self.cfg

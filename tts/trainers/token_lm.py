@@ -24,18 +24,17 @@ from torch.utils.data import Dataset
 
 from dcae.corpus import ManifestError, pad_sequences, read_manifest
 from dcae.training import ConfigError, TrainingRun
-from tts.config import TTSRunConfig, check_manifest, check_transformer
 from tts.run import save_run_files
 from tts.text import KINDS as FRONTEND_KINDS
 from tts.text import FrontendError, TextFrontend
 from tts.token_lm.layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
 from tts.token_lm.model import TokenLMConfig
+from tts.trainers.config import TTSRunConfig, check_manifest, check_transformer
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 from tts.trainers.speaker import load_speaker_embedding, speaker_paths
 from tts.trainers.token_corpus import row_tokens, scan_token_files
 
 KIND = "token-lm"
-PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / KIND
 LENGTH_MARGIN = 0.8  # the length rule allows this fraction of the smallest ratio seen, and 1 / it of the largest
 
 
@@ -186,7 +185,7 @@ class TokenLMTrainer(ModelTrainer):
     config_class = TokenLMTrainConfig
     user_errors = (ManifestError, FrontendError)
 
-    preset_dir = PRESET_DIR
+    kind = KIND
 
     def check(self) -> None:
         cfg = self.cfg

@@ -1,0 +1,48 @@
+"""What the downstream trainers' configs share (every field is a ``python -m tts.train`` flag): the run
+(kind, manifest, output folder, optimizer schedule) and the checks of options several models have."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from dcae.errors import ConfigError
+from dcae.training import RunConfig
+from tts.flow_matching import check_time_schedule
+
+
+@dataclass
+class TTSRunConfig(RunConfig):
+    """What every downstream model's config has: the kind, the manifest and the run folder."""
+
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("manifest", "output_dir", "stats")
+
+    model: str = "ar"  # which model to train (python -m tts.train --model KIND --help lists its fields)
+    manifest: str = "latents/manifest.jsonl"  # manifest.jsonl written by dcae export (or any with the same rows)
+    output_dir: str = "runs/tts"  # the run folder: config, model description, checkpoints/, logs/, metrics.jsonl
+    learning_rate: float = 3e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_steps: int = 1000  # linear warmup, then cosine decay to a tenth of the peak at max_steps
+    save_interval: int = 1000  # steps between checkpoint sets
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir)
+
+
+def check_transformer(cfg) -> None:
+    """``--width`` / ``--heads``: heads of even size (rotary embeddings rotate pairs)."""
+    if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
+        raise ConfigError(f"--width {cfg.width} must split into --heads {cfg.heads} heads of even size")
+
+
+def check_flow_schedule(cfg) -> None:
+    """``--time-schedule``, as the flow-matching samplers read it."""
+    try:
+        check_time_schedule(cfg.time_schedule)
+    except ValueError as e:
+        raise ConfigError(f"--time-schedule: {e}") from None
+
+
+def check_manifest(cfg) -> None:
+    if not Path(cfg.manifest).is_file():
+        raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
