@@ -18,6 +18,7 @@ import click
 
 from dcae.cli.options import device_option, fail
 from dcae.corpus import ManifestError
+from dcae.corpus.job import JobError
 from dcae.distributed import init_distributed
 from tts.tokenizers import FSQTokenizerRunError, load_tokenizer
 from tts.tokenizers.load import S3_SPEC
@@ -56,7 +57,7 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
         dist = init_distributed(device)
         tokenizer = load_tokenizer(spec, device=dist.device, s3_model=s3_model, s3_flag="--s3-model")
         summary = export_tokens(manifest, tokenizer, batch_size, max_batch_seconds, num_workers)
-    except (TokenExportError, ManifestError, FSQTokenizerRunError, S3TokenizerUnavailable) as e:
+    except (JobError, ManifestError, FSQTokenizerRunError, S3TokenizerUnavailable) as e:
         fail(str(e))
     if "utterances" in summary:
         seconds = summary["seconds"]

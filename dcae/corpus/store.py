@@ -141,9 +141,10 @@ class StorePart:
     def _snapshot(self) -> None:
         atomic_write_json(self.stats_path, {"rows": len(self.rows), "stats": self.stats.to_dict()})
 
-    def record_failure(self, audio_path: str, reason: str) -> None:
+    def record_failure(self, uid: str, audio_path: str | None, reason: str) -> None:
+        """Record that utterance ``uid`` could not be done in this run, and why."""
         with open(self.failed_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"audio_path": audio_path, "error": reason}) + "\n")
+            f.write(json.dumps({"id": uid, "audio_path": audio_path, "error": reason}) + "\n")
 
 
 PART_NAME = re.compile(r"(\d+)x(\d+)\.")  # <W>x<R>. at the start of every file of a part
@@ -168,6 +169,21 @@ def done_rows(root: Path) -> dict[str, dict[str, Any]]:
         for row in _committed_rows(stats_path)[1]:
             out[row["id"]] = row
     return out
+
+
+def part_rows(root: Path, world_size: int) -> dict[str, dict[str, Any]]:
+    """The committed rows of the parts of ``world_size`` (one run), by id."""
+    return {row["id"]: row for stats_path in _part_snapshots(root, world_size)
+            for row in _committed_rows(stats_path)[1]}
+
+
+def part_failures(root: Path, world_size: int) -> dict[str, dict[str, Any]]:
+    """The failures the parts of ``world_size`` recorded (``{"id", "audio_path", "error"}``), by id."""
+    failed: dict[str, dict[str, Any]] = {}
+    for path in sorted((root / "parts").glob(f"{world_size}x*.failed.jsonl")):
+        for row in read_jsonl(path):
+            failed[row["id"]] = row
+    return failed
 
 
 def prune_parts(root: Path, world_size: int) -> None:
@@ -220,8 +236,7 @@ def merge_parts(root: Path, order: Iterable[str], dim: int, world_size: int | No
     prefix = "" if world_size is None else f"{world_size}x"
     for path in sorted((root / "parts").glob(f"{prefix}*.failed.jsonl")):
         for row in read_jsonl(path):
-            failed[row["audio_path"]] = row
-    exported_paths = {r["audio_path"] for r in ordered}
-    still_failed = [r for p, r in failed.items() if p not in exported_paths]
+            failed[row["id"]] = row
+    still_failed = [r for uid, r in failed.items() if uid not in rows]
     atomic_write_text(root / "failed.jsonl", "".join(json.dumps(r) + "\n" for r in still_failed))
     return {"utterances": len(ordered), "frames": stats.count, "failed": len(still_failed)}
