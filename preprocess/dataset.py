@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from dcae.audio import AudioError, audio_info, load_audio
+from dcae.audio import DEFAULT_SAMPLE_RATE, AudioError, audio_info, load_audio
 from preprocess.filelist import FilelistError, read_filelist
 
-SAMPLE_RATE = 22050
 MAX_CONSECUTIVE_FAILURES = 32
 
 
@@ -53,7 +52,7 @@ class SegmentBatch:
                             self.valid_samples.to(device, non_blocking=True))
 
 
-def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
+def read_segment(path: str | Path, segment_samples: int, sample_rate: int = DEFAULT_SAMPLE_RATE,
                  min_seconds: float = 0.0, duration: float | None = None,
                  rng: random.Random | None = None) -> torch.Tensor:
     """A random ``(segment_samples,)`` window of ``path`` at ``sample_rate``; short files are zero-padded."""
@@ -61,7 +60,7 @@ def read_segment(path: str | Path, segment_samples: int, sample_rate: int = SAMP
     return F.pad(audio, (0, segment_samples - audio.numel()))
 
 
-def read_window(path: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
+def read_window(path: str | Path, segment_samples: int, sample_rate: int = DEFAULT_SAMPLE_RATE,
                 min_seconds: float = 0.0, duration: float | None = None,
                 rng: random.Random | None = None) -> torch.Tensor:
     """A random window of ``path`` at ``sample_rate``: (segment_samples,), or the whole file when shorter.
@@ -101,7 +100,7 @@ class SegmentDataset(Dataset):
 
     uses_item_seeds = True
 
-    def __init__(self, filelist: str | Path, segment_samples: int, sample_rate: int = SAMPLE_RATE,
+    def __init__(self, filelist: str | Path, segment_samples: int, sample_rate: int = DEFAULT_SAMPLE_RATE,
                  min_seconds: float = 0.1):
         self.paths = [entry.path for entry in read_filelist(filelist)]
         if not self.paths:
@@ -146,7 +145,7 @@ def note_skipped(batch: SegmentBatch, skipped: dict[str, int], log) -> None:
         skipped[problem] = skipped.get(problem, 0) + 1
 
 
-def read_clip(path: str | Path, max_samples: int, multiple_of: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def read_clip(path: str | Path, max_samples: int, multiple_of: int, sample_rate: int = DEFAULT_SAMPLE_RATE) -> torch.Tensor:
     """The start of ``path``: at most ``max_samples``, cut to a multiple of ``multiple_of`` -> (samples,).
 
     For validation: deterministic, no padding. Raises ``AudioError`` when shorter than ``multiple_of``.

@@ -20,7 +20,7 @@ from dcae.training.flags import field_help, parse_config, save_config
 from dcae.training.sampling import ResumableSampler
 from dcae.training.scalars import read_metrics
 from tests.conftest import REPO, TINY_CONFIG
-from tests.test_train_components import write_wav
+from tests.dcae.model.test_trainer_components import write_wav
 from tts.synthetic import SyntheticCorpus, SyntheticTextTokenCorpus, SyntheticTokenCorpus
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from dcae.cli.options import fail
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 COMMAND_MODULES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "dcae" / "cli").glob("*.py") if p.name != "options.py") + [
     "inference.py", "train.py", "evaluation/modes.py", "evaluation/reconstruct.py", "tts/two_stage.py"]
 

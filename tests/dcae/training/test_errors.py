@@ -17,7 +17,7 @@ from dcae.corpus import ManifestError
 from dcae.model import trainer as train
 from dcae.training import RunConfig, Trainer, run_main
 from tests.conftest import TINY_CONFIG
-from tests.test_train_components import write_wav
+from tests.dcae.model.test_trainer_components import write_wav
 
 
 @pytest.fixture(scope="module")

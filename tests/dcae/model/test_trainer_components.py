@@ -15,9 +15,10 @@ from dcae.model.discriminators import MelDiscriminator
 from dcae.model.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
 from dcae.training.optim import MuonAdamW, split_parameters
 from preprocess.dataset import SegmentDataset, collate_segments, read_segment
+from tests.conftest import TINY_CONFIG
 from tests.reference_repo import import_reference_file, reference_available
 
-TINY = Path(__file__).resolve().parents[1] / "dcae" / "configs" / "tiny.json"
+TINY = TINY_CONFIG
 
 
 def reference_module(path: str, tmp_path: Path):

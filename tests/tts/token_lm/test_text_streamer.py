@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.test_token_lm_model import small_model
+from tests.tts.token_lm.test_model import small_model
 from tts.run import TTSRun
 from tts.text import TextFrontend
 from tts.token_lm.synthesis import TextStreamer

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from dcae import load_dcae
 from dcae.model import trainer as train
 from preprocess.dataset import read_clip
+from tests.conftest import TINY_CONFIG
 from vocoder.mel import MelSpectrogram
 
-TINY = Path(__file__).resolve().parents[1] / "dcae" / "configs" / "tiny.json"
+TINY = TINY_CONFIG
 STEPS = int(os.environ.get("DCAE_LEARN_STEPS", "400"))
 
 

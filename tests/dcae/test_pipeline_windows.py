@@ -12,7 +12,7 @@ import torch
 from dcae import DCAEWrapper, save_generator
 from dcae.pipeline import DCAEInferenceWrapper
 from tests.conftest import DEFAULT_CONFIG, VOCODER_CONFIG, write_small_vocoder
-from tests.test_receptive_field import ATTENTION, CONV_OPTIONS, TINY
+from tests.dcae.test_receptive_field import ATTENTION, CONV_OPTIONS, TINY
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
 from vocoder.mel import load_bigvgan_config
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tests.test_receptive_field import small_bigvgan
+from tests.dcae.test_receptive_field import small_bigvgan
 from vocoder.field import stage_fields
 from vocoder.staged import generate, stage_window
 

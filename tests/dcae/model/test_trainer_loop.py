@@ -13,9 +13,9 @@ import torch
 from dcae import DCAEWrapper
 from dcae.model import trainer as train
 from dcae.model.discriminators import MelDiscriminator
-from tests.test_train_components import reference_module, write_wav
+from tests.conftest import REPO
+from tests.dcae.model.test_trainer_components import reference_module, write_wav
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "dcae" / "configs" / "tiny.json"
 SEGMENT = 16384  # 64 mel frames: the smallest the PatchGAN discriminator accepts
 

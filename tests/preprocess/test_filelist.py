@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from dcae.cli.filelist import filelist_command
 from preprocess.filelist import FilelistEntry, FilelistError, read_filelist, write_filelist
 from preprocess.scan import default_val_path, split_train_val
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
