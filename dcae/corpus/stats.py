@@ -48,6 +48,10 @@ class RunningStats:
         self.total_sq += x.pow(2).sum(dim=1)
         self.count += x.shape[1]
 
+    def add_array(self, latent) -> None:
+        """:meth:`add` for a numpy array (D, frames)."""
+        self.add(torch.from_numpy(latent))
+
     def merge(self, other: "RunningStats") -> None:
         """Add another accumulator's sums (another rank's or part's)."""
         if other.dim != self.dim:

@@ -7,7 +7,9 @@ the same way for every trainer:
 - distributed start-up under ``torchrun`` (NCCL on GPU, gloo on CPU), seeding, and the random
   state of every rank saved with each checkpoint and restored on resume;
 - data order from a seeded per-epoch permutation that a restart continues mid-epoch, so a killed
-  and resumed run computes the same losses as an uninterrupted one;
+  and resumed run computes the same losses as an uninterrupted one; or, for a streamed dataset (an
+  ``IterableDataset`` yielding ``(position, batch)``, :class:`dcae.corpus.stream.BatchStream`), each
+  rank's and worker's position saved with the checkpoint and continued exactly;
 - autocast precision (``auto``: bf16 only where the device computes it natively), opt-in
   ``torch.compile``, DDP wrapping;
 - optimizer updates (:meth:`TrainingRun.update`): backward, gradient clipping, a NaN/Inf guard that
@@ -38,17 +40,19 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 from tqdm import tqdm
 
 from dcae.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from dcae.errors import ConfigError
 from dcae.precision import resolve_precision
+from dcae.seeds import mix_seed
 from dcae.training.checkpoints import CheckpointManager
 from dcae.training.config import RunConfig
 from dcae.training.flags import config_to_dict, parse_config, save_config
+from dcae.training.positions import PositionLog
 from dcae.training.rng import rng_state, rng_unchanged, seed_everything, set_rng_state
-from dcae.training.sampling import ResumableSampler, mix_seed
+from dcae.training.sampling import ResumableSampler
 from dcae.training.scalars import ScalarLog
 
 STATE_FILE = "state"
@@ -84,7 +88,9 @@ class Trainer:
         """Main process, after a checkpoint set was written: e.g. export inference weights to the run folder."""
 
     def dataset(self, run: "TrainingRun") -> Dataset:
-        """The training items (set ``uses_item_seeds = True`` on it to receive ``(index, seed)`` keys)."""
+        """The training items (set ``uses_item_seeds = True`` on it to receive ``(index, seed)`` keys), or a
+        stream of batches (an ``IterableDataset`` of ``(position, batch)`` with ``workers``, ``starts``,
+        ``role_offset`` and ``resume(state)``, such as :class:`dcae.corpus.stream.BatchStream`)."""
         raise NotImplementedError
 
     def collate(self, items: list[Any]) -> Any:
@@ -140,6 +146,8 @@ class TrainingRun:
         self.step = 0
         self.writer = None  # TensorBoard SummaryWriter on the main process (for images/audio in validation)
         self.applied: dict[str, bool] = {}
+        self.saved_state: dict[str, Any] | None = None  # the state file resumed from (None: a new run)
+        self.positions: PositionLog | None = None  # a streamed dataset's positions
 
     @property
     def is_main(self) -> bool:
@@ -212,24 +220,27 @@ def _checkpoint_manager(run: TrainingRun) -> CheckpointManager:
                              keep=run.cfg.keep_checkpoints)
 
 
-def _gather_rng(run: TrainingRun) -> list[dict]:
+def _gather(run: TrainingRun, value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (a collective)."""
     if not run.info.is_distributed:
-        return [rng_state()]
-    states: list = [None] * run.world_size
-    dist.all_gather_object(states, rng_state())
-    return states
+        return [value]
+    values: list = [None] * run.world_size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def save_checkpoint(run: TrainingRun, trainer: Trainer, manager: CheckpointManager, step: int,
                     nonfinite_total: int) -> None:
     """Every module, optimizer, then the state file (a collective: call on every rank)."""
-    rng = _gather_rng(run)
+    rng = _gather(run, rng_state())
+    streams = _gather(run, run.positions.state()) if run.positions is not None else None
     if not run.is_main:
         return
     objects: dict[str, Any] = {name: {k: v.detach().cpu() for k, v in module.state_dict().items()}
                                for name, module in run.modules.items()}
     objects.update({name: entry.optimizer.state_dict() for name, entry in run.optimizers.items()})
     state = {"step": step, "rng": rng, "config": config_to_dict(run.cfg), "nonfinite_steps": nonfinite_total,
+             **({"stream": streams} if streams is not None else {}),
              **{e.state_key: e.scheduler.state_dict() for e in run.optimizers.values() if e.scheduler is not None},
              **trainer.extra_state()}
     objects[STATE_FILE] = state
@@ -281,6 +292,7 @@ def resume(run: TrainingRun, trainer: Trainer, manager: CheckpointManager) -> tu
                 f"optimizers, no state file; learning-rate schedule fast-forwarded)")
         return step, 0
     state = manager.load(STATE_FILE, step)
+    run.saved_state = state
     for entry in run.optimizers.values():
         if entry.scheduler is not None and entry.state_key in state:
             entry.scheduler.load_state_dict(state[entry.state_key])
@@ -315,6 +327,35 @@ def _batches(loader: DataLoader, sampler: ResumableSampler, batch_size: int, ste
         loader.generator.manual_seed(mix_seed(seed, epoch, rank, 1))  # worker seeds, per epoch
         yield from loader
         epoch, offset = epoch + 1, 0
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def _stream(run: TrainingRun, stream: IterableDataset) -> Iterator[Any]:
+    """Batches of a streamed dataset, forever, continuing where the saved run left off; the positions
+    consumed go to ``run.positions`` (saved with each checkpoint)."""
+    cfg = run.cfg
+    saved = (run.saved_state or {}).get("stream")
+    mine = None
+    if saved is not None and len(saved) != run.world_size:
+        run.log(f"the data stream was saved by {len(saved)} process(es), now {run.world_size}: it starts a new "
+                f"epoch order")
+    elif saved is not None:
+        mine = saved[run.rank]
+    reason = stream.resume(mine)
+    if reason:
+        run.log(reason)
+    run.positions = PositionLog(stream.workers, stream.starts, stream.role_offset)
+    workers = dict(num_workers=cfg.num_workers, persistent_workers=True, prefetch_factor=4) if cfg.num_workers else {}
+    # a generator of its own: starting the loader draws its base seed, which must not come from (and shift)
+    # the training random streams that a resumed run restores
+    loader = DataLoader(stream, batch_size=None, collate_fn=_identity, pin_memory=run.device.type == "cuda",
+                        generator=torch.Generator(), **workers)
+    for position, batch in loader:
+        run.positions.consumed(position)
+        yield batch
 
 
 def _loader(trainer: Trainer, run: TrainingRun, dataset: Dataset) -> tuple[DataLoader, ResumableSampler]:
@@ -357,8 +398,12 @@ def train(trainer: Trainer) -> int:
         cfg.run_dir().mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg.config_path())
     trainer.started(run)
-    loader, sampler = _loader(trainer, run, trainer.dataset(run))
-    batches = _batches(loader, sampler, cfg.batch_size, step, cfg.seed, run.rank)
+    dataset = trainer.dataset(run)
+    if isinstance(dataset, IterableDataset):
+        batches = _stream(run, dataset)
+    else:
+        loader, sampler = _loader(trainer, run, dataset)
+        batches = _batches(loader, sampler, cfg.batch_size, step, cfg.seed, run.rank)
     scalars = ScalarLog(cfg.tensorboard_dir(), cfg.run_dir() / "metrics.jsonl", step, enabled=run.is_main)
     run.writer = scalars.writer
 

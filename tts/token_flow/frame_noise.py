@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from dcae.training.sampling import mix_seed
+from dcae.seeds import mix_seed
 
 
 def frame_noise(seed: int, start: int, stop: int, dim: int, temperature: float = 1.0,

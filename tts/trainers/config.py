@@ -18,7 +18,8 @@ class TTSRunConfig(RunConfig):
     PATH_FIELDS: ClassVar[tuple[str, ...]] = ("manifest", "output_dir", "stats")
 
     model: str = "ar"  # which model to train (python -m tts.train --model KIND --help lists its fields)
-    manifest: str = "latents/manifest.jsonl"  # manifest.jsonl written by dcae export (or any with the same rows)
+    manifest: str = "latents/manifest.jsonl"  # the corpus: a manifest.jsonl (dcae export) or a folder of Parquet shards (dcae export --format shards)
+    batch_frames: int = 0  # > 0: batches by this budget of padded frames (tokens for token-lm), at most --batch-size items
     output_dir: str = "runs/tts"  # the run folder: config, model description, checkpoints/, logs/, metrics.jsonl
     learning_rate: float = 3e-4  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW weight decay
@@ -44,5 +45,8 @@ def check_flow_schedule(cfg) -> None:
 
 
 def check_manifest(cfg) -> None:
-    if not Path(cfg.manifest).is_file():
-        raise ConfigError(f"--manifest: {cfg.manifest}: file not found")
+    """``--manifest`` exists (a manifest.jsonl or a shard folder) and ``--batch-frames`` is not negative."""
+    if not Path(cfg.manifest).exists():
+        raise ConfigError(f"--manifest: {cfg.manifest}: no such file or folder")
+    if cfg.batch_frames < 0:
+        raise ConfigError(f"--batch-frames must be >= 0 (0: --batch-size items per batch), got {cfg.batch_frames}")

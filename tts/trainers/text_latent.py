@@ -1,24 +1,28 @@
 """Text -> latent trainers (``--model ar`` and ``--model flow``) on the shared harness.
 
-The first start writes the run files (see :mod:`tts.run`): the text vocabulary fitted on the
-manifest's texts, the latent stats, the duration rule (frames per text token, a least-squares fit
-through the origin) and the model description. A restart with the same ``--output-dir`` reuses them
-and resumes from the newest complete checkpoint set.
+The corpus (``--manifest``: a ``manifest.jsonl`` or a shard folder) is streamed in batches
+(:mod:`tts.trainers.data`). The first start writes the run files (see :mod:`tts.run`): the text
+vocabulary fitted on the corpus's texts, the latent stats, the duration rule (frames per text token,
+a least-squares fit through the origin) and the model description. A restart with the same
+``--output-dir`` reuses them and resumes from the newest complete checkpoint set, mid-epoch.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
+from dcae.corpus import LatentStats, ManifestError, pad_sequences
+from dcae.corpus.stream import BatchStream
 from dcae.errors import ConfigError
 from dcae.training import TrainingRun
 from tts.run import model_config, save_run_files
 from tts.text import FrontendError, TextFrontend
 from tts.trainers.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
+from tts.trainers.data import batch_stream, corpus_stats, training_corpus
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 
 MODELS = ("ar", "flow")
@@ -77,21 +81,35 @@ def check_config(cfg: TTSTrainConfig) -> None:
     check_manifest(cfg)
 
 
-class TokenizedLatents(Dataset):
-    """Latent items with their text as token ids (tokenised once, up front): ``{"tokens", "latent"}``."""
+class TextLatentItems:
+    """A corpus row -> ``{"tokens": text ids (L,), "latent": normalised (T, D)}``; None for rows over
+    ``max_frames`` frames."""
 
-    def __init__(self, latents: LatentManifestDataset, frontend: TextFrontend):
-        self.latents = latents
-        self.tokens = [torch.tensor(ids, dtype=torch.long) for ids in frontend.encode_batch(latents.texts)]
-        empty = [latents.rows[i]["id"] for i, t in enumerate(self.tokens) if t.numel() == 0]
-        if empty:
-            raise ManifestError(f"{latents.manifest_path}: {len(empty)} row(s) have empty text (first: {empty[0]})")
+    def __init__(self, frontend: TextFrontend, stats: LatentStats, max_frames: int, source: Path):
+        self.frontend, self.stats, self.max_frames, self.source = frontend, stats, max_frames, source
 
-    def __len__(self) -> int:
-        return len(self.latents)
+    def __call__(self, row: dict[str, Any], rng: random.Random) -> dict[str, torch.Tensor] | None:
+        if int(row["num_frames"]) > self.max_frames:
+            return None
+        ids = self.frontend.encode(str(row.get("text", "")))
+        if not ids:
+            raise ManifestError(f"{self.source}: row {row['id']} has empty text")
+        latent = self.stats.normalize(torch.from_numpy(row["latent"]).T.float())
+        return {"tokens": torch.tensor(ids, dtype=torch.long), "latent": latent}
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"tokens": self.tokens[index], "latent": self.latents[index]["latent"]}
+
+class TextLatentBatch:
+    """:func:`collate_tts` with the text padded on the left for the AR model."""
+
+    def __init__(self, left_pad_text: bool):
+        self.left_pad_text = left_pad_text
+
+    def __call__(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return collate_tts(items, self.left_pad_text)
+
+
+def latent_frames(item: dict[str, torch.Tensor]) -> int:
+    return int(item["latent"].shape[0])
 
 
 def collate_tts(items: list[dict[str, torch.Tensor]], left_pad_text: bool) -> dict[str, torch.Tensor]:
@@ -111,19 +129,30 @@ def prepare_run(cfg: TTSTrainConfig, log) -> None:
     out = Path(cfg.output_dir)
     if is_restart(out, cfg.model):  # the same vocabulary, stats and duration rule
         return
-    stats_arg = None if cfg.stats in (None, "none") else cfg.stats
-    data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
-                                 max_frames=cfg.max_frames, require_text=True)
-    frontend = TextFrontend.fit(data.texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
-    tokens = [len(t) for t in frontend.encode_batch(data.texts)]
-    rate = fit_frames_per_token(data.num_frames, tokens)
-    stats = data.stats or LatentStats(torch.zeros(data.latent_dim), torch.ones(data.latent_dim), sum(data.num_frames))
-    meta = data.meta
+    corpus = training_corpus(cfg)
+    ids, texts, frames = [], [], []
+    for row in corpus.rows(["text", "num_frames"]):  # one pass over the light columns
+        if not str(row.get("text", "")).strip():
+            raise ManifestError(f"{corpus.path}: row {row['id']} has no text (a text-to-latent model reads text)")
+        if int(row["num_frames"]) <= cfg.max_frames:
+            ids.append(row["id"])
+            texts.append(str(row["text"]))
+            frames.append(int(row["num_frames"]))
+    if not texts:
+        raise ManifestError(f"{corpus.path}: no row has at most {cfg.max_frames} frames")
+    frontend = TextFrontend.fit(texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
+    tokens = [len(t) for t in frontend.encode_batch(texts)]
+    empty = [uid for uid, n in zip(ids, tokens) if n == 0]
+    if empty:
+        raise ManifestError(f"{corpus.path}: {len(empty)} row(s) have empty text (first: {empty[0]})")
+    rate = fit_frames_per_token(frames, tokens)
+    stats = corpus_stats(corpus, cfg.stats)
+    meta, dim = corpus.meta, corpus.latent_dim
     latent_info = {"frames_per_token": rate, "sample_rate": meta.sample_rate, "hop_length": meta.hop_length,
-                   "frame_rate": meta.frame_rate, "model": meta.model, "latent_dim": data.latent_dim}
-    config = model_config(cfg.model, cfg, frontend.vocab_size, data.latent_dim, rate)
+                   "frame_rate": meta.frame_rate, "model": meta.model, "latent_dim": dim}
+    config = model_config(cfg.model, cfg, frontend.vocab_size, dim, rate)
     save_run_files(out, cfg.model, config, frontend, stats, latent_info)
-    log(f"{len(data)} utterances, {sum(data.num_frames)} frames, latent dim {data.latent_dim}, "
+    log(f"{len(texts)} utterances, {sum(frames)} frames, latent dim {dim}, "
         f"vocabulary {frontend.vocab_size} ({cfg.text_frontend}), {rate:.2f} frames per token")
 
 
@@ -143,14 +172,13 @@ class TextToLatentTrainer(ModelTrainer):
         self.setup(run, cfg.model, model_config(cfg.model, cfg, self.frontend.vocab_size,
                                                 info["latent_dim"], info["frames_per_token"]))
 
-    def dataset(self, run: TrainingRun) -> Dataset:
-        out = Path(self.cfg.output_dir)
-        latents = LatentManifestDataset(self.cfg.manifest, stats_path=out / "stats.json", max_frames=self.cfg.max_frames,
-                                        require_text=True)
-        return TokenizedLatents(latents, self.frontend)
-
-    def collate(self, items):
-        return collate_tts(items, left_pad_text=self.cfg.model == "ar")
+    def dataset(self, run: TrainingRun) -> BatchStream:
+        cfg = self.cfg
+        corpus = training_corpus(cfg, run.log)
+        stats = LatentStats.load(Path(cfg.output_dir) / "stats.json")
+        items = TextLatentItems(self.frontend, stats, cfg.max_frames, corpus.path)
+        return batch_stream(cfg, run, corpus, items, TextLatentBatch(cfg.model == "ar"), latent_frames,
+                            ["text", "latent"])
 
 
 class ARTrainer(TextToLatentTrainer):

@@ -1,34 +1,37 @@
 """Speech tokens -> latents trainer (``--model token-flow``) on the shared harness.
 
-Reads manifest rows with ``latent_path`` + ``token_path`` (text is not used). The first start writes
-the run files (:mod:`tts.run`): latent stats, ``latent.json`` (frame rate, token rate, tokens per
-frame, codebook size, tokenizer) and the model description; a restart with the same
-``--output-dir`` reuses them and resumes from the newest complete checkpoint set.
+Reads rows with a latent and speech tokens (text is not used) from the corpus ``--manifest``
+names (a ``manifest.jsonl`` with ``latent_path`` + ``token_path``, or a shard folder with a
+``tokens`` column), streamed in batches (:mod:`tts.trainers.data`). The first start writes the run
+files (:mod:`tts.run`): latent stats, ``latent.json`` (frame rate, token rate, tokens per frame,
+codebook size, tokenizer) and the model description; a restart with the same ``--output-dir``
+reuses them and resumes from the newest complete checkpoint set, mid-epoch.
 
-Rows are checked once: every token file must have the same token rate (the manifest's
-``token_rate``, else the file's metadata), and each latent's frame count must match
+Rows are checked once: every row must have the same token rate (the row's ``token_rate``, else its
+token file's or shard's metadata), and each latent's frame count must match
 ``round(num_tokens / token_rate * frame_rate)`` within ``length_tolerance`` frames (more means the
-tokens and the latent come from different audio). With ``speaker_dim`` > 0 each row also needs
-``speaker_path``: a safetensors file with a float tensor ``embedding`` (speaker_dim,) (:mod:`.speaker`).
+tokens and the latent come from different audio). With ``speaker_dim`` > 0 each row also needs a
+speaker embedding (speaker_dim,): a ``speaker_path`` file (:mod:`dcae.corpus.speaker_file`) or a
+``speaker_embedding`` column.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from dcae.corpus import LatentManifestDataset, LatentStats, ManifestError, pad_sequences
+from dcae.corpus import LatentStats, ManifestError, pad_sequences
+from dcae.corpus.stream import BatchStream
 from dcae.training import ConfigError, TrainingRun
 from tts.run import save_run_files
 from tts.token_flow.length_regulator import frames_for_tokens
 from tts.token_flow.model import TokenFlowConfig
 from tts.trainers.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
+from tts.trainers.data import batch_stream, check_speakers, corpus_stats, speaker_of, training_corpus
 from tts.trainers.model_trainer import ModelTrainer, is_restart
-from tts.trainers.speaker import load_speaker_embedding, speaker_paths
-from tts.trainers.token_corpus import TokenCorpus, scan_token_files
 
 KIND = "token-flow"
 
@@ -75,23 +78,27 @@ def model_config(cfg: TokenFlowTrainConfig, vocab_size: int, latent_dim: int, to
     return asdict(TokenFlowConfig(**fields))
 
 
-class TokenLatents(Dataset):
-    """``{"tokens" (N,), "latent" (T, D)[, "speaker" (S,)]}`` per manifest row."""
+class TokenLatentItems:
+    """A corpus row -> ``{"tokens" (N,), "latent" normalised (T, D)[, "speaker" (S,)]}``; None for rows
+    over ``max_frames`` frames."""
 
-    def __init__(self, latents: LatentManifestDataset, speaker_dim: int = 0):
-        self.latents = latents
-        self.speaker_dim = speaker_dim
-        self.speaker_paths = speaker_paths(latents.manifest_path, latents.rows, speaker_dim)
+    def __init__(self, stats: LatentStats, max_frames: int, speaker_dim: int, source: Path):
+        self.stats, self.max_frames, self.speaker_dim, self.source = stats, max_frames, speaker_dim, source
 
-    def __len__(self) -> int:
-        return len(self.latents)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = self.latents[index]
-        out = {"tokens": item["tokens"], "latent": item["latent"]}
-        if self.speaker_paths:
-            out["speaker"] = load_speaker_embedding(self.speaker_paths[index], self.speaker_dim)
+    def __call__(self, row: dict[str, Any], rng: random.Random) -> dict[str, torch.Tensor] | None:
+        if int(row["num_frames"]) > self.max_frames:
+            return None
+        if row.get("tokens") is None:
+            raise ManifestError(f"{self.source}: row {row['id']} has no speech tokens (add them with dcae tokens)")
+        out = {"tokens": torch.as_tensor(row["tokens"], dtype=torch.long),
+               "latent": self.stats.normalize(torch.from_numpy(row["latent"]).T.float())}
+        if self.speaker_dim:
+            out["speaker"] = speaker_of(row, self.speaker_dim, self.source)
         return out
+
+
+def latent_frames(item: dict[str, torch.Tensor]) -> int:
+    return int(item["latent"].shape[0])
 
 
 def collate_token_latents(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -104,16 +111,17 @@ def collate_token_latents(items: list[dict[str, torch.Tensor]]) -> dict[str, tor
     return batch
 
 
-def check_lengths(data: LatentManifestDataset, corpus: TokenCorpus, tolerance: int) -> None:
+def check_lengths(source: Path, ids: list[str], frames: list[int], counts: list[int], token_rate: float,
+                  frame_rate: float, tolerance: int) -> None:
     """Each latent's frame count is ``round(num_tokens / token_rate * frame_rate)`` within ``tolerance``
     frames (more: the tokens and the latent come from different audio). Raises :class:`ManifestError`."""
-    per_frame = corpus.token_rate / data.meta.frame_rate
-    for row, count in zip(data.rows, corpus.counts):
+    per_frame = token_rate / frame_rate
+    for uid, n_frames, count in zip(ids, frames, counts):
         expected = frames_for_tokens(count, per_frame)
-        if abs(int(row["num_frames"]) - expected) > tolerance:
-            raise ManifestError(f"{data.manifest_path}: row {row['id']}: {count} tokens at {corpus.token_rate:g}/s "
-                                f"make {expected} latent frames but the latent has {row['num_frames']} (tokens and "
-                                f"latent of different audio? --length-tolerance {tolerance})")
+        if abs(n_frames - expected) > tolerance:
+            raise ManifestError(f"{source}: row {uid}: {count} tokens at {token_rate:g}/s make {expected} latent "
+                                f"frames but the latent has {n_frames} (tokens and latent of different audio? "
+                                f"--length-tolerance {tolerance})")
 
 
 def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
@@ -121,23 +129,26 @@ def prepare_run(cfg: TokenFlowTrainConfig, log) -> None:
     out = Path(cfg.output_dir)
     if is_restart(out, KIND):
         return
-    stats_arg = None if cfg.stats in (None, "none") else cfg.stats
-    data = LatentManifestDataset(cfg.manifest, stats_path=stats_arg, normalize=stats_arg is not None,
-                                 max_frames=cfg.max_frames, with_tokens=True)
-    tokens = scan_token_files(data.manifest_path, data.rows)
-    check_lengths(data, tokens, cfg.length_tolerance)
+    corpus = training_corpus(cfg)
+    rows = [(row["id"], int(row["num_frames"])) for row in corpus.rows(["num_frames"])]
+    tokens = corpus.token_info(counts=True)
+    meta, dim = corpus.meta, corpus.latent_dim
+    kept = [(uid, frames, count) for (uid, frames), count in zip(rows, tokens.counts) if frames <= cfg.max_frames]
+    if not kept:
+        raise ManifestError(f"{corpus.path}: no row has at most {cfg.max_frames} frames")
+    ids, frames, counts = (list(column) for column in zip(*kept))
+    check_lengths(corpus.path, ids, frames, counts, tokens.token_rate, meta.frame_rate, cfg.length_tolerance)
     vocab = cfg.vocab_size or tokens.codebook_size or tokens.largest_id + 1
     if tokens.largest_id >= vocab:
         raise ConfigError(f"--vocab-size {vocab}: {cfg.manifest} has token id {tokens.largest_id}")
-    meta = data.meta
     ratio = tokens.token_rate / meta.frame_rate
-    stats = data.stats or LatentStats(torch.zeros(data.latent_dim), torch.ones(data.latent_dim), sum(data.num_frames))
+    stats = corpus_stats(corpus, cfg.stats)
     latent_info = {"sample_rate": meta.sample_rate, "hop_length": meta.hop_length, "frame_rate": meta.frame_rate,
-                   "model": meta.model, "latent_dim": data.latent_dim, "token_rate": tokens.token_rate,
+                   "model": meta.model, "latent_dim": dim, "token_rate": tokens.token_rate,
                    "tokens_per_frame": ratio, "codebook_size": vocab, "tokenizer": tokens.tokenizer}
-    config = model_config(cfg, vocab, data.latent_dim, ratio)
+    config = model_config(cfg, vocab, dim, ratio)
     save_run_files(out, KIND, config, None, stats, latent_info)
-    log(f"{len(data)} utterances, {sum(data.num_frames)} frames, latent dim {data.latent_dim}, {vocab} token ids at "
+    log(f"{len(ids)} utterances, {sum(frames)} frames, latent dim {dim}, {vocab} token ids at "
         f"{tokens.token_rate:g}/s = {ratio:.3f} tokens per latent frame")
 
 
@@ -173,10 +184,11 @@ class TokenFlowTrainer(ModelTrainer):
         info = self.run_files(run, prepare_run)
         self.setup(run, KIND, model_config(cfg, info["codebook_size"], info["latent_dim"], info["tokens_per_frame"]))
 
-    def dataset(self, run: TrainingRun) -> Dataset:
-        latents = LatentManifestDataset(self.cfg.manifest, stats_path=Path(self.cfg.output_dir) / "stats.json",
-                                        max_frames=self.cfg.max_frames, with_tokens=True)
-        return TokenLatents(latents, self.cfg.speaker_dim)
-
-    def collate(self, items):
-        return collate_token_latents(items)
+    def dataset(self, run: TrainingRun) -> BatchStream:
+        cfg = self.cfg
+        corpus = training_corpus(cfg, run.log)
+        check_speakers(corpus, cfg.speaker_dim)
+        stats = LatentStats.load(Path(cfg.output_dir) / "stats.json")
+        items = TokenLatentItems(stats, cfg.max_frames, cfg.speaker_dim, corpus.path)
+        columns = ["tokens", "latent", *(["speaker_embedding"] if cfg.speaker_dim else [])]
+        return batch_stream(cfg, run, corpus, items, collate_token_latents, latent_frames, columns)

@@ -1,6 +1,8 @@
 """Text -> speech tokens trainer (``--model token-lm``) on the shared harness.
 
-Reads manifest rows with ``text`` and ``token_path`` (the latents are not used). The first start
+Reads rows with ``text`` and speech tokens (the latents are not used) from the corpus ``--manifest``
+names (a ``manifest.jsonl`` with ``token_path``, or a shard folder with a ``tokens`` column), streamed
+in batches (:mod:`tts.trainers.data`; ``--batch-frames`` counts layout positions). The first start
 writes the run files (:mod:`tts.run`): the text vocabulary fitted on the texts, ``latent.json`` (here:
 the token rate, codebook size and tokenizer of the token files, and the length rule: the smallest
 and largest speech tokens per text id seen, with a margin) and the model description; a restart with
@@ -20,19 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from dcae.corpus import ManifestError, pad_sequences, read_manifest
+from dcae.corpus import ManifestError, pad_sequences
+from dcae.corpus.stream import BatchStream
 from dcae.training import ConfigError, TrainingRun
 from tts.run import save_run_files
 from tts.text import KINDS as FRONTEND_KINDS
 from tts.text import FrontendError, TextFrontend
-from tts.token_lm.layout import IGNORE, Layout, bistream_layout, fits_bistream, plain_layout
+from tts.token_lm.layout import IGNORE, bistream_layout, fits_bistream, plain_layout
 from tts.token_lm.model import TokenLMConfig
 from tts.trainers.config import TTSRunConfig, check_manifest, check_transformer
+from tts.trainers.data import batch_stream, check_speakers, speaker_of, training_corpus
 from tts.trainers.model_trainer import ModelTrainer, is_restart
-from tts.trainers.speaker import load_speaker_embedding, speaker_paths
-from tts.trainers.token_corpus import row_tokens, scan_token_files
 
 KIND = "token-lm"
 LENGTH_MARGIN = 0.8  # the length rule allows this fraction of the smallest ratio seen, and 1 / it of the largest
@@ -72,43 +73,37 @@ def model_config(cfg: TokenLMTrainConfig, text_vocab: int, codebook: int) -> dic
     return asdict(TokenLMConfig(**fields))
 
 
-def read_rows(manifest: str | Path, max_tokens: int | None = None) -> list[dict[str, Any]]:
-    """Manifest rows with text and token_path (paths absolute), without those over ``max_tokens``."""
-    rows = read_manifest(manifest)
-    for row in rows:
-        if not str(row.get("text", "")).strip():
-            raise ManifestError(f"{manifest}: row {row['id']} has no text (the token LM reads text)")
-        if not row.get("token_path"):
-            raise ManifestError(f"{manifest}: row {row['id']} has no token_path (add speech tokens with dcae tokens)")
-    kept = [r for r in rows if max_tokens is None or "num_tokens" not in r or int(r["num_tokens"]) <= max_tokens]
-    if not kept:
-        raise ManifestError(f"{manifest}: no row has at most {max_tokens} speech tokens")
-    return kept
-
-
 def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
     """Write the run files on the first start (main process only)."""
     out = Path(cfg.output_dir)
     if is_restart(out, KIND):
         return
-    rows = read_rows(cfg.manifest, cfg.max_tokens)
+    corpus = training_corpus(cfg)
+    rows = list(corpus.rows(["text"]))
+    for row in rows:
+        if not str(row.get("text", "")).strip():
+            raise ManifestError(f"{corpus.path}: row {row['id']} has no text (the token LM reads text)")
+    tokens = corpus.token_info(counts=True)
+    kept = [(row, n) for row, n in zip(rows, tokens.counts) if n <= cfg.max_tokens]
+    if not kept:
+        raise ManifestError(f"{corpus.path}: no row has at most {cfg.max_tokens} speech tokens")
+    rows, counts = [r for r, _ in kept], [n for _, n in kept]
     texts = [str(r["text"]) for r in rows]
     frontend = TextFrontend.fit(texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
     lengths = [len(ids) for ids in frontend.encode_batch(texts)]
-    tokens = scan_token_files(cfg.manifest, rows)
-    empty = [r["id"] for r, n in zip(rows, tokens.counts) if n == 0]
+    empty = [r["id"] for r, n in zip(rows, counts) if n == 0]
     if empty:
         raise ManifestError(f"{cfg.manifest}: row {empty[0]}: its token file holds no tokens")
     codebook = cfg.codebook_size or tokens.codebook_size or tokens.largest_id + 1
     if tokens.largest_id >= codebook:
         raise ConfigError(f"--codebook-size {codebook}: {cfg.manifest} has token id {tokens.largest_id}")
-    ratios = [n / max(1, text_len) for n, text_len in zip(tokens.counts, lengths)]  # speech tokens per text id
+    ratios = [n / max(1, text_len) for n, text_len in zip(counts, lengths)]  # speech tokens per text id
     info = {"token_rate": tokens.token_rate, "codebook_size": codebook, "tokenizer": tokens.tokenizer,
             "tokens_per_text": sum(ratios) / len(ratios),
             "min_len_ratio": cfg.min_len_ratio or LENGTH_MARGIN * min(ratios),
             "max_len_ratio": cfg.max_len_ratio or max(ratios) / LENGTH_MARGIN}
     if cfg.bistream:
-        fit = sum(fits_bistream(n, count, cfg.text_chunk, cfg.speech_chunk) for n, count in zip(lengths, tokens.counts))
+        fit = sum(fits_bistream(n, count, cfg.text_chunk, cfg.speech_chunk) for n, count in zip(lengths, counts))
         if fit == 0:
             raise ConfigError(f"--bistream: no utterance has more than {cfg.speech_chunk}/{cfg.text_chunk} speech "
                               f"tokens per text id (the corpus has {min(ratios):.2f}..{max(ratios):.2f}); "
@@ -116,56 +111,50 @@ def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
         info["bistream_fit"] = fit / len(rows)
         log(f"bistream: {fit} of {len(rows)} utterances fit the {cfg.text_chunk}:{cfg.speech_chunk} layout")
     save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook), frontend, None, info)
-    log(f"{len(rows)} utterances, {sum(tokens.counts)} speech tokens at "
+    log(f"{len(rows)} utterances, {sum(counts)} speech tokens at "
         f"{tokens.token_rate:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} ({cfg.text_frontend}), "
         f"{info['tokens_per_text']:.2f} tokens per text id (length rule {info['min_len_ratio']:.2f}.."
         f"{info['max_len_ratio']:.2f})")
 
 
-class TextTokenPairs(Dataset):
-    """Layouts (:mod:`tts.token_lm_layout`) of manifest rows; receives ``(index, seed)`` keys so the
-    choice of layout is reproducible (and continues exactly after a restart)."""
+class LayoutItems:
+    """A corpus row -> its layout (:mod:`tts.token_lm.layout`) as tensors ``inputs``, ``targets``,
+    ``is_text`` (S,) [+ ``speaker`` (S_dim,)]; None for rows over ``max_tokens`` speech tokens. With
+    bistream training each fitting row is interleaved with probability ``bistream_prob``, drawn from
+    the window's seeded ``rng`` (so a resumed run draws the same)."""
 
-    uses_item_seeds = True
-
-    def __init__(self, manifest: str | Path, rows: list[dict[str, Any]], frontend: TextFrontend,
-                 cfg: TokenLMConfig, bistream_prob: float = 0.0):
-        self.manifest, self.rows, self.cfg = manifest, rows, cfg
-        self.vocab = cfg.vocab
-        self.texts = frontend.encode_batch([str(r["text"]) for r in rows])
-        empty = [r["id"] for r, t in zip(rows, self.texts) if not t]
-        if empty:
-            raise ManifestError(f"{manifest}: {len(empty)} row(s) have text with no symbols (first: {empty[0]})")
+    def __init__(self, frontend: TextFrontend, cfg: TokenLMConfig, max_tokens: int, bistream_prob: float,
+                 source: Path):
+        self.frontend, self.cfg, self.vocab, self.max_tokens, self.source = frontend, cfg, cfg.vocab, max_tokens, source
         self.bistream_prob = bistream_prob if cfg.bistream else 0.0
-        self.speaker_paths = speaker_paths(manifest, rows, cfg.speaker_dim)
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def layout(self, index: int, bistream: bool) -> Layout:
-        text = self.texts[index]
-        speech = row_tokens(self.manifest, self.rows[index])[0].tolist()
+    def __call__(self, row: dict[str, Any], rng: random.Random) -> dict[str, torch.Tensor] | None:
+        if row.get("tokens") is None:
+            raise ManifestError(f"{self.source}: row {row['id']} has no speech tokens (add them with dcae tokens)")
+        speech = [int(t) for t in row["tokens"]]
+        if len(speech) > self.max_tokens:
+            return None
         bad = [t for t in speech if t >= self.vocab.codebook]
         if bad:
-            raise ManifestError(f"{self.manifest}: row {self.rows[index]['id']}: token id {bad[0]} >= codebook size "
+            raise ManifestError(f"{self.source}: row {row['id']}: token id {bad[0]} >= codebook size "
                                 f"{self.vocab.codebook}")
+        text = self.frontend.encode(str(row.get("text", "")))
+        if not text:
+            raise ManifestError(f"{self.source}: row {row['id']} has text with no symbols")
+        bistream = rng.random() < self.bistream_prob
         if bistream and fits_bistream(len(text), len(speech), self.cfg.text_chunk, self.cfg.speech_chunk):
-            return bistream_layout(self.vocab, text, speech, self.cfg.text_chunk, self.cfg.speech_chunk)
-        return plain_layout(self.vocab, text, speech)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, seed = key if isinstance(key, tuple) else (key, index_seed(key))
-        bistream = random.Random(seed).random() < self.bistream_prob
-        lay = self.layout(index, bistream)
+            lay = bistream_layout(self.vocab, text, speech, self.cfg.text_chunk, self.cfg.speech_chunk)
+        else:
+            lay = plain_layout(self.vocab, text, speech)
         item = {"inputs": torch.tensor(lay.inputs), "targets": torch.tensor(lay.targets),
                 "is_text": torch.tensor(lay.is_text)}
-        if self.speaker_paths:
-            item["speaker"] = load_speaker_embedding(self.speaker_paths[index], self.cfg.speaker_dim)
+        if self.cfg.speaker_dim:
+            item["speaker"] = speaker_of(row, self.cfg.speaker_dim, self.source)
         return item
 
 
-def index_seed(index: int) -> int:
-    return index * 7919 + 1
+def layout_length(item: dict[str, torch.Tensor]) -> int:
+    return int(item["inputs"].shape[0])
 
 
 def collate_layouts(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -213,9 +202,10 @@ class TokenLMTrainer(ModelTrainer):
         self.frontend = TextFrontend.load(Path(self.cfg.output_dir) / "vocab.json")
         self.setup(run, KIND, model_config(self.cfg, self.frontend.vocab_size, info["codebook_size"]))
 
-    def dataset(self, run: TrainingRun) -> Dataset:
-        rows = read_rows(self.cfg.manifest, self.cfg.max_tokens)
-        return TextTokenPairs(self.cfg.manifest, rows, self.frontend, self.model.cfg, self.cfg.bistream_prob)
-
-    def collate(self, items):
-        return collate_layouts(items)
+    def dataset(self, run: TrainingRun) -> BatchStream:
+        cfg = self.cfg
+        corpus = training_corpus(cfg, run.log)
+        check_speakers(corpus, cfg.speaker_dim)
+        items = LayoutItems(self.frontend, self.model.cfg, cfg.max_tokens, cfg.bistream_prob, corpus.path)
+        columns = ["text", "tokens", *(["speaker_embedding"] if cfg.speaker_dim else [])]
+        return batch_stream(cfg, run, corpus, items, collate_layouts, layout_length, columns)
