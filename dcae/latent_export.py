@@ -11,7 +11,13 @@ finished utterances are verified and skipped. Only the vocoder's mel settings ar
 ``config.json``); no vocoder weights are loaded. Utterances are batched by equal latent length, so a
 latent never depends on its batch.
 
-Downstream code reads the result with :class:`dcae.corpus.LatentManifestDataset`.
+With ``--format shards`` the same latents go into Parquet shards instead (:class:`ShardExport`,
+:mod:`dcae.corpus.shards`): ``DIR/shards/<W>x<R>-<n>.parquet`` written whole and renamed, so a kill
+loses at most the shard in progress and a rerun (of any world size) redoes exactly the utterances
+no complete shard holds; rank 0 then writes ``DIR/shards.json`` and ``DIR/stats.json``.
+
+Downstream code reads either with :func:`dcae.corpus.stream.open_corpus` (the trainers) or
+:class:`dcae.corpus.LatentManifestDataset` (the per-file layout).
 """
 from __future__ import annotations
 
@@ -23,7 +29,18 @@ import torch
 from dcae import distributed
 from dcae.corpus.job import Batch, EqualLengthBatches, Item, Outcome, Work, record_settings, run_job
 from dcae.corpus.latent_file import LatentMeta, save_latent, weights_hash
-from dcae.corpus.store import latent_relpath, merge_parts, prune_parts, read_complete_latent, utterance_id
+from dcae.corpus.shard_work import ShardWriting
+from dcae.corpus.shards import (
+    DEFAULT_SHARD_MB,
+    ShardRow,
+)
+from dcae.corpus.store import (
+    latent_relpath,
+    merge_parts,
+    prune_parts,
+    read_complete_latent,
+    utterance_id,
+)
 from dcae.model.config import DCAEConfig
 from dcae.pipeline import DCAEInferenceWrapper
 from preprocess.filelist import read_filelist
@@ -72,20 +89,17 @@ def read_utterances(filelist: Path) -> list[Item]:
     return out
 
 
-class LatentExport(Work):
-    """Audio -> one latent file per utterance, a manifest row each, corpus statistics (module docstring)."""
+class LatentFiles(Work):
+    """Writes one latent file per utterance (:func:`latent_relpath`), commits a manifest row each with
+    the latent's statistics, and merges ``manifest.jsonl`` + ``stats.json``: what ``dcae export`` and
+    ``dcae shards unpack`` share. Subclasses read their inputs and call :meth:`save`."""
 
     label = "export"
 
-    def __init__(self, out: Path, encoder: LatentEncoder, model_hash: str, settings: dict[str, Any],
-                 latent_dtype: str, batch_size: int, max_batch_seconds: float):
-        self.root, self.encoder, self.settings = out, encoder, settings
-        self.dim = encoder.latent_dim
-        self.sample_rate = encoder.sample_rate
+    def __init__(self, out: Path, dim: int, sample_rate: int, meta: dict[str, Any], settings: dict[str, Any],
+                 latent_dtype: str = "float32"):
+        self.root, self.dim, self.sample_rate, self.meta, self.settings = out, dim, sample_rate, meta, settings
         self.dtype = LATENT_DTYPES[latent_dtype]
-        self.batch_size, self.max_batch_samples = batch_size, int(max_batch_seconds * encoder.sample_rate)
-        self.meta = dict(sample_rate=encoder.sample_rate, hop_length=encoder.hop_length,
-                         frame_rate=encoder.sample_rate / encoder.samples_per_frame, model=model_hash)
 
     def start(self, dist: distributed.DistInfo) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -106,18 +120,11 @@ class LatentExport(Work):
             return None
         return Outcome(item, self.row(item, latent.shape[-1], meta.num_samples), latent.float())
 
-    def batcher(self) -> EqualLengthBatches:
-        return EqualLengthBatches(lambda audio: self.encoder.num_frames(audio.numel()), self.batch_size,
-                                  self.max_batch_samples, 4 * self.max_batch_samples)
-
-    def process(self, batch: Batch) -> list[Outcome]:
-        outcomes = []
-        for (item, audio), latent in zip(batch, self.encoder.encode([audio for _, audio in batch])):
-            save_latent(self.root / latent_relpath(item.uid), latent, LatentMeta(num_samples=audio.numel(), **self.meta),
-                        dtype=self.dtype)
-            outcomes.append(Outcome(item, self.row(item, latent.shape[-1], audio.numel()),
-                                    latent.to(self.dtype).float()))
-        return outcomes
+    def save(self, item: Item, latent: torch.Tensor, num_samples: int) -> Outcome:
+        """Write ``item``'s latent (D, frames) file; its outcome (manifest row, values for the statistics)."""
+        save_latent(self.root / latent_relpath(item.uid), latent, LatentMeta(num_samples=num_samples, **self.meta),
+                    dtype=self.dtype)
+        return Outcome(item, self.row(item, latent.shape[-1], num_samples), latent.to(self.dtype).float())
 
     def merge(self, items: list[Item], world_size: int) -> dict[str, Any]:
         summary = merge_parts(self.root, [item.uid for item in items], self.dim, world_size)
@@ -125,16 +132,57 @@ class LatentExport(Work):
         return summary
 
 
+class LatentExport(LatentFiles):
+    """Audio -> one latent file per utterance, a manifest row each, corpus statistics (module docstring)."""
+
+    def __init__(self, out: Path, encoder: LatentEncoder, model_hash: str, settings: dict[str, Any],
+                 latent_dtype: str, batch_size: int, max_batch_seconds: float):
+        meta = dict(sample_rate=encoder.sample_rate, hop_length=encoder.hop_length,
+                    frame_rate=encoder.sample_rate / encoder.samples_per_frame, model=model_hash)
+        super().__init__(out, encoder.latent_dim, encoder.sample_rate, meta, settings, latent_dtype)
+        self.encoder = encoder
+        self.batch_size, self.max_batch_samples = batch_size, int(max_batch_seconds * encoder.sample_rate)
+
+    def batcher(self) -> EqualLengthBatches:
+        return EqualLengthBatches(lambda audio: self.encoder.num_frames(audio.numel()), self.batch_size,
+                                  self.max_batch_samples, 4 * self.max_batch_samples)
+
+    def latents(self, batch: Batch) -> list[torch.Tensor]:
+        return self.encoder.encode([audio for _, audio in batch])
+
+    def process(self, batch: Batch) -> list[Outcome]:
+        return [self.save(item, latent, audio.numel()) for (item, audio), latent in zip(batch, self.latents(batch))]
+
+
+class ShardExport(ShardWriting, LatentExport):
+    """Audio -> latents in Parquet shards (module docstring): the same latents and rows as
+    :class:`LatentExport`, a shard written once ``shard_mb`` MB of latents are held."""
+
+    def __init__(self, *args: Any, shard_mb: float, **kwargs: Any):
+        LatentExport.__init__(self, *args, **kwargs)
+        ShardWriting.__init__(self, shard_mb)
+
+    def process(self, batch: Batch) -> list[Outcome]:
+        rows = [ShardRow(id=item.uid, latent=latent.to(self.dtype).float().numpy(), text=item.row.get("text", ""),
+                         audio_path=item.audio_path or "", duration=round(audio.numel() / self.sample_rate, 4))
+                for (item, audio), latent in zip(batch, self.latents(batch))]
+        return self.write([item for item, _ in batch], rows)
+
+
 def run_export(filelist: Path, out: Path, ae_model: Path, ae_config: Path, mel_config_dir: Path | None,
                device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
-               num_workers: int | None, poll_seconds: float = 1.0) -> dict[str, Any]:
-    """Export this rank's share of ``filelist`` into ``out``; rank 0 merges. Returns the summary
-    (:func:`dcae.corpus.job.run_job`; rank 0: ``utterances``, ``frames``, ``failed``)."""
+               num_workers: int | None, poll_seconds: float = 1.0, shards: bool = False,
+               shard_mb: float = DEFAULT_SHARD_MB) -> dict[str, Any]:
+    """Export this rank's share of ``filelist`` into ``out`` (one latent file per utterance, or ``shards``);
+    rank 0 merges. Returns the summary (:func:`dcae.corpus.job.run_job`; rank 0: ``utterances``,
+    ``frames``, ``failed``, and ``shards`` for shards)."""
     dist = distributed.init_distributed(device)
     encoder = LatentEncoder(ae_model, ae_config, mel_config_dir, dist.device, precision)
     model_hash = weights_hash(ae_model)
     mel_h = load_bigvgan_config(mel_config_dir)
     settings = {"model": model_hash, "ae_config": DCAEConfig.from_json(ae_config).to_dict(),
-                "mel": {k: mel_h.get(k) for k in MEL_KEYS}, "latent_dtype": latent_dtype}
-    work = LatentExport(out, encoder, model_hash, settings, latent_dtype, batch_size, max_batch_seconds)
+                "mel": {k: mel_h.get(k) for k in MEL_KEYS}, "latent_dtype": latent_dtype,
+                **({"format": "shards"} if shards else {})}
+    args = (out, encoder, model_hash, settings, latent_dtype, batch_size, max_batch_seconds)
+    work = ShardExport(*args, shard_mb=shard_mb) if shards else LatentExport(*args)
     return run_job(work, read_utterances(filelist), dist, num_workers, poll_seconds)

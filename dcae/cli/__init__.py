@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("dcae.cli.evaluate", "evaluate_command", "PESQ / STOI / ESTOI / mel distance / SI-SDR / speaker similarity; --html listening page."),
     "filelist": ("dcae.cli.filelist", "filelist_command", "Scan folders for valid audio and write a filelist."),
     "tts": ("dcae.cli.tts", "tts_command", "Synthesize latents or audio with a trained TTS run."),
+    "shards": ("dcae.cli.shards", "shards_command", "Parquet shards <-> one file per utterance (pack / unpack)."),
     "train": ("dcae.cli.train", "train_command", "Train the DC-AE (same flags as python train.py)."),
     "tokens": ("dcae.cli.tokens", "tokens_command", "Speech tokens for an exported corpus (resumable, torchrun-sharded)."),
 }

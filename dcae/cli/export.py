@@ -1,6 +1,7 @@
 """``dcae export``: latents for a whole corpus, for downstream (TTS) training (:mod:`dcae.latent_export`).
 
     dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR|config.json|HUB_ID]
+    dcae export --filelist train.txt --out latents/ --format shards          # Parquet shards instead of files
     torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
 """
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from dcae.cli.options import ae_options, fail, runtime_options
+from dcae.cli.options import ae_options, fail, given_flags, runtime_options
+from dcae.corpus.shards import DEFAULT_SHARD_MB
 from dcae.errors import ConfigError
 from dcae.hub import ModelNotFound, resolve_models
 from dcae.latent_export import LATENT_DTYPES, run_export
@@ -21,7 +23,13 @@ from dcae.model.checkpoint import CheckpointError
 @click.option("--filelist", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Lines 'path' or 'path|text'.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl).")
+              help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl; with --format shards: shards/, "
+                   "shards.json, stats.json, failed.jsonl).")
+@click.option("--format", "layout", type=click.Choice(["files", "shards"]), default="files", show_default=True,
+              help="files: one latent file per utterance + manifest.jsonl; shards: Parquet shards (corpora of "
+                   "thousands of hours; read by every trainer, pyarrow, Hugging Face datasets, DuckDB).")
+@click.option("--shard-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_SHARD_MB, show_default=True,
+              help="With --format shards: MB of latents per shard.")
 @ae_options
 @click.option("--vocoder", default=None,
               help="BigVGAN folder, its config.json, or a hub id (only config.json is fetched): its mel settings "
@@ -32,17 +40,23 @@ from dcae.model.checkpoint import CheckpointError
 @click.option("--max-batch-seconds", type=float, default=320.0, show_default=True, help="Audio seconds per batch (at most).")
 @click.option("--num-workers", type=int, default=None,
               help="Audio decoding worker processes (default: 0 on CPU, up to 4 per GPU process).")
-def export_command(filelist: Path, out: Path, ae_model: str | None, ae_config: str | None, vocoder: str | None,
+@click.pass_context
+def export_command(ctx: click.Context, filelist: Path, out: Path, layout: str, shard_mb: float, ae_model: str | None,
+                   ae_config: str | None, vocoder: str | None,
                    device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
                    num_workers: int | None) -> None:
+    if layout != "shards" and given_flags(ctx, ("shard_mb",)):
+        fail("--shard-mb applies to --format shards only")
     try:
         model_path, config_path, mel_config_dir = resolve_models(ae_model, ae_config, vocoder, vocoder_weights=False)
         summary = run_export(filelist, out, model_path, config_path, mel_config_dir, device, precision, latent_dtype,
-                             batch_size, max_batch_seconds, num_workers)
+                             batch_size, max_batch_seconds, num_workers, shards=layout == "shards",
+                             shard_mb=shard_mb)
     except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:  # one line, exit 2, as every command
         fail(str(e))
     if "utterances" in summary:
-        click.echo(f"{out}: {summary['utterances']} utterances, {summary['frames']} latent frames, "
+        shards = f" in {summary['shards']} shards" if "shards" in summary else ""
+        click.echo(f"{out}: {summary['utterances']} utterances{shards}, {summary['frames']} latent frames, "
                    f"{summary['failed']} failed (see failed.jsonl)", err=True)
         if summary["failed"]:
             sys.exit(1)

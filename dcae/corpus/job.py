@@ -11,9 +11,10 @@ What the job does, the same for every :class:`Work`:
 - resuming: the work says which of its items are done (their output complete and verified,
   :meth:`Work.done`); the part starts afresh with those and only the rest is processed, so a rerun
   after a kill (of any world size) redoes only unfinished items and no part holds an item twice;
-- audio is decoded in DataLoader workers (none on CPU by default: the model uses every core),
-  grouped into batches by the work's batcher, processed, and each batch committed: the work writes
-  its outputs first, then the job appends their rows to the part;
+- each item's input (its audio by default, :meth:`Work.loader`) is read in DataLoader workers (none
+  on CPU by default: the model uses every core), grouped into batches by the work's batcher,
+  processed, and committed: the work writes its outputs first, then the job appends their rows to
+  the part;
 - a bad input is reported in one line (``log``) and recorded in the part's failures; the job goes on;
 - each rank writes a done marker; rank 0 waits for every marker of this run (polling, so no
   collective times out on a long job) and the work merges the parts of this run (:meth:`Work.merge`).
@@ -53,7 +54,7 @@ class Item:
     row: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-Batch = list[tuple[Item, torch.Tensor]]  # items with their audio (samples,) at the work's sample rate
+Batch = list[tuple[Item, Any]]  # items with their input: audio (samples,) at the work's sample rate by default
 
 
 class Batcher(ABC):
@@ -68,19 +69,25 @@ class Batcher(ABC):
         """The batches left at the end."""
 
 
-class SequentialBatches(Batcher):
-    """Items in arrival order, cut at ``max_items`` or ``max_samples`` samples (a longer item goes alone)."""
+def _numel(payload: Any) -> int:
+    return payload.numel()
 
-    def __init__(self, max_items: int, max_samples: int):
-        self.max_items, self.max_samples = max_items, max_samples
+
+class SequentialBatches(Batcher):
+    """Items in arrival order, cut at ``max_items`` or ``max_samples`` of ``size(input)`` (default: audio
+    samples; a longer item goes alone)."""
+
+    def __init__(self, max_items: int, max_samples: int, size: Callable[[Any], int] = _numel):
+        self.max_items, self.max_samples, self.size = max_items, max_samples, size
         self.batch: Batch = []
         self.samples = 0
 
-    def add(self, item: Item, audio: torch.Tensor) -> Iterator[Batch]:
-        if self.batch and (len(self.batch) >= self.max_items or self.samples + audio.numel() > self.max_samples):
+    def add(self, item: Item, audio: Any) -> Iterator[Batch]:
+        size = self.size(audio)
+        if self.batch and (len(self.batch) >= self.max_items or self.samples + size > self.max_samples):
             yield from self.drain()
         self.batch.append((item, audio))
-        self.samples += audio.numel()
+        self.samples += size
 
     def drain(self) -> Iterator[Batch]:
         if self.batch:
@@ -138,6 +145,15 @@ class Work(ABC):
     dim: int = 1  # width of the statistics summed over the committed values (1 and no values: none)
     sample_rate: int  # audio is decoded at this rate
 
+    def loader(self) -> Callable[[Item], Any]:
+        """What reads an item's input in the DataLoader workers: ``item -> input``, or the reason (str)
+        it cannot be read. Default: its audio at ``sample_rate`` (:class:`AudioReader`)."""
+        return AudioReader(self.sample_rate)
+
+    def seconds(self, item: Item, payload: Any) -> float:
+        """Seconds of audio ``item`` holds, for the speed the progress bar shows."""
+        return payload.numel() / self.sample_rate
+
     def start(self, dist: distributed.DistInfo) -> None:
         """Start-up checks and records, before anything is read or written (main process first)."""
 
@@ -156,32 +172,46 @@ class Work(ABC):
 
     @abstractmethod
     def process(self, batch: Batch) -> list[Outcome]:
-        """Write each item's output (atomically); one :class:`Outcome` per item."""
+        """Write each item's output (atomically); an :class:`Outcome` per item done (or failed) now. A
+        work that writes several items to one file (a shard) returns their outcomes once it is written."""
+
+    def finish(self) -> list[Outcome]:
+        """The end of this rank's items: write what is held; the outcomes of the items written now."""
+        return []
 
     @abstractmethod
     def merge(self, items: list[Item], world_size: int) -> dict[str, Any]:
         """Rank 0, once every rank of this run is done: combine the parts of ``world_size``; the summary."""
 
 
-class AudioItems(Dataset):
-    """Decodes items in DataLoader workers: index -> (item, audio (samples,) or the reason it failed)."""
+class AudioReader:
+    """An item's audio (samples,) at ``sample_rate``, or the reason it cannot be used."""
 
-    def __init__(self, items: list[Item], sample_rate: int):
-        self.items, self.sample_rate = items, sample_rate
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+
+    def __call__(self, item: Item) -> torch.Tensor | str:
+        if not item.audio_path:
+            return "the row has no audio_path"
+        try:
+            audio = load_audio(item.audio_path, self.sample_rate)
+            check_audio(audio, item.audio_path)
+            return audio
+        except AudioError as e:
+            return e.reason
+
+
+class Inputs(Dataset):
+    """Reads items' inputs in DataLoader workers: index -> (item, input or the reason it failed)."""
+
+    def __init__(self, items: list[Item], read: Callable[[Item], Any]):
+        self.items, self.read = items, read
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[Item, torch.Tensor | str]:
-        item = self.items[i]
-        if not item.audio_path:
-            return item, "the row has no audio_path"
-        try:
-            audio = load_audio(item.audio_path, self.sample_rate)
-            check_audio(audio, item.audio_path)
-            return item, audio
-        except AudioError as e:
-            return item, e.reason
+    def __getitem__(self, i: int) -> tuple[Item, Any]:
+        return self.items[i], self.read(self.items[i])
 
 
 def default_workers(dist: distributed.DistInfo) -> int:
@@ -201,7 +231,7 @@ def record_settings(path: Path, settings: dict[str, Any], write: bool, mismatch:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise JobError(f"{path}: unreadable ({' '.join(str(e).split())}); remove it to start afresh") from None
-        changed = [k for k in settings if previous.get(k) != settings[k]]
+        changed = [k for k in {**previous, **settings} if previous.get(k) != settings.get(k)]
         if changed:
             raise JobError(mismatch(previous, changed))
     elif write:
@@ -254,8 +284,8 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
     bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit="utt", disable=not dist.is_main,
                desc=f"{work.label}{'' if dist.world_size == 1 else f' (rank 0 of {dist.world_size})'}",
                dynamic_ncols=True)
-    started, audio_seconds, done_here, failed_here = time.perf_counter(), 0.0, 0, 0
-    loader = DataLoader(AudioItems(pending, work.sample_rate), batch_size=None, shuffle=False,
+    started, audio_seconds, done_here, failed_here, read_here = time.perf_counter(), 0.0, 0, 0, 0
+    loader = DataLoader(Inputs(pending, work.loader()), batch_size=None, shuffle=False,
                         num_workers=num_workers, prefetch_factor=4 if num_workers else None, collate_fn=_as_is)
     batcher = work.batcher()
 
@@ -265,10 +295,10 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
         part.record_failure(item.uid, item.audio_path, reason)
         log(f"skipped {item.audio_path or f'row {item.uid}'}: {reason}")
 
-    def commit(batch: Batch) -> None:
-        nonlocal audio_seconds, done_here
+    def commit(outcomes: list[Outcome]) -> None:
+        nonlocal done_here
         rows, values = [], []
-        for outcome in work.process(batch):
+        for outcome in outcomes:
             if outcome.error is not None:
                 failed(outcome.item, outcome.error)
                 continue
@@ -276,11 +306,16 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
             if outcome.values is not None:
                 values.append(outcome.values)
         part.commit(rows, values)
-        audio_seconds += sum(audio.numel() for _, audio in batch) / work.sample_rate
         done_here += len(rows)
+
+    def process(batch: Batch) -> None:
+        nonlocal audio_seconds, read_here
+        commit(work.process(batch))
+        read_here += len(batch)
+        audio_seconds += sum(work.seconds(item, payload) for item, payload in batch)
         bar.update(len(batch))
         elapsed = max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix_str(f"{done_here / elapsed:.1f} utt/s, {audio_seconds / elapsed:.0f}x real time")
+        bar.set_postfix_str(f"{read_here / elapsed:.1f} utt/s, {audio_seconds / elapsed:.0f}x real time")
 
     for item, audio in loader:
         if isinstance(audio, str):
@@ -288,9 +323,10 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
             bar.update(1)
             continue
         for batch in batcher.add(item, audio):
-            commit(batch)
+            process(batch)
     for batch in batcher.drain():
-        commit(batch)
+        process(batch)
+    commit(work.finish())
     bar.close()
     summary: dict[str, Any] = {"failed_here": failed_here, "utterances_this_run": done_here,
                                "audio_seconds_this_run": audio_seconds, "seconds": time.perf_counter() - started}

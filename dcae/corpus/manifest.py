@@ -16,7 +16,7 @@ from dcae.atomic import atomic_write_text
 REQUIRED_KEYS = ("id", "latent_path", "num_frames")
 PATH_KEYS = ("latent_path", "token_path", "speaker_path")
 MANIFEST_KEYS = ("id", "audio_path", "latent_path", "num_frames", "duration", "text", "token_path", "num_tokens",
-                 "token_rate", "speaker_path")
+                 "token_rate", "speaker", "speaker_path")
 
 
 class ManifestError(ValueError):

@@ -199,10 +199,12 @@ def shard_paths(root: Path) -> list[Path]:
     return sorted((root / SHARDS_DIR).glob("*.parquet"))
 
 
-def index_shards(root: Path) -> tuple[list[ShardInfo], list[str]]:
-    """(readable shards of ``root``, one line per shard left out and why)."""
+def index_shards(root: Path, listed: bool = True) -> tuple[list[ShardInfo], list[str]]:
+    """(readable shards of ``root``, one line per shard left out and why). ``listed=False``: every file of
+    ``root/shards/`` whatever ``shards.json`` says (a writer resuming: the files are the truth)."""
     shards, problems = [], []
-    for path in shard_paths(root):
+    paths = shard_paths(root) if listed else sorted((root / SHARDS_DIR).glob("*.parquet"))
+    for path in paths:
         try:
             shards.append(read_shard_info(path))
         except ShardError as e:
@@ -254,6 +256,8 @@ def latent_arrays(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     inner = outer.values
     inner_offsets = inner.offsets.to_numpy()
     values = inner.values.to_numpy(zero_copy_only=False)
+    if not values.flags.writeable:  # Arrow's buffer is read-only: one copy per column, so torch can own the rows
+        values = values.copy()
     out = []
     for r in range(len(outer)):
         first, last = outer_offsets[r], outer_offsets[r + 1]
@@ -270,7 +274,7 @@ def list_arrays(column: pa.ChunkedArray | pa.Array, dtype: np.dtype) -> list[np.
     """A list column (``tokens``, ``speaker_embedding``) -> one 1-D array per row (None for a null row)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     offsets = array.offsets.to_numpy()
-    values = array.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    values = array.values.to_numpy(zero_copy_only=False).astype(dtype)  # a writable copy
     valid = array.is_valid().to_numpy(zero_copy_only=False)
     return [values[offsets[r]:offsets[r + 1]] if valid[r] else None for r in range(len(array))]
 

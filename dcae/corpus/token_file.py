@@ -11,7 +11,9 @@ Writes are atomic; reads check that the file is complete. Files written by other
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +24,9 @@ from dcae.corpus.tensor_file import TensorFileError, read_tensor, write_tensor
 
 TOKENS_KEY = "tokens"
 RATE_KEY = "token_rate"
+
+
+TOKENS_DIR = "tokens"  # an export folder's token files: tokens/<ab>/<id>.safetensors
 
 
 class TokenFileError(TensorFileError):
@@ -80,3 +85,10 @@ def load_tokens(path: str | Path) -> tuple[torch.Tensor, TokenMeta]:
     if text is not None and rate is None:
         raise TokenFileError(f"{path}: bad {RATE_KEY} metadata {text!r} (want a positive number)")
     return tokens, TokenMeta(token_rate=rate, extra=metadata)
+
+
+def token_relpath(uid: str) -> str:
+    """Where an utterance's token file lives, relative to the export folder (sharded by a hash of the id)."""
+    digest = hashlib.sha1(uid.encode("utf-8")).hexdigest()
+    name = uid if re.fullmatch(r"[A-Za-z0-9._-]{1,120}", uid) else f"{re.sub(r'[^A-Za-z0-9._-]+', '_', uid)[:80]}-{digest[:10]}"
+    return f"{TOKENS_DIR}/{digest[:2]}/{name}.safetensors"

@@ -372,3 +372,48 @@ def test_torchrun_two_processes(tmp_path, corpus, tiny_checkpoint):
     b = json.loads((single / "stats.json").read_text())
     assert a["num_frames"] == b["num_frames"] and np.allclose(a["mean"], b["mean"], atol=1e-6)
     shutil.rmtree(single)
+
+
+def test_shards_hold_the_same_latents_rows_and_statistics(tmp_path, corpus, tiny_checkpoint):
+    """``--format shards``: the per-file export's latents, texts and statistics, in Parquet shards."""
+    from dcae.corpus.stream import open_corpus
+
+    files, shards = tmp_path / "files", tmp_path / "shards"
+    assert run_cli(export_args(corpus, files, tiny_checkpoint)).exit_code == 0
+    result = run_cli(export_args(corpus, shards, tiny_checkpoint, "--format", "shards", "--shard-mb", "0.02"))
+    assert result.exit_code == 0, result.output
+    assert "12 utterances in" in result.output and not (shards / "manifest.jsonl").exists()
+    layout = open_corpus(shards)
+    assert len(layout.shards) > 1 and layout.meta.model == load_latent(files / read_manifest(files)[0]["latent_path"])[1].model
+    got = {r["id"]: r for u in layout.units for r in layout.read(u)}
+    for row in read_manifest(files):
+        assert got[row["id"]]["text"] == row["text"] and got[row["id"]]["num_frames"] == row["num_frames"]
+        assert torch.equal(torch.from_numpy(got[row["id"]]["latent"]), load_latent(files / row["latent_path"])[0])
+    a, b = (json.loads((folder / "stats.json").read_text()) for folder in (files, shards))
+    assert a["num_frames"] == b["num_frames"] and np.allclose(a["mean"], b["mean"], atol=1e-6)
+    assert run_cli(export_args(corpus, shards, tiny_checkpoint)).exit_code == 2  # not mixed with the files layout
+
+
+def test_shard_export_killed_mid_shard_has_every_utterance_once(tmp_path, corpus, tiny_checkpoint, monkeypatch):
+    import dcae.corpus.shards as shards_module
+
+    out = tmp_path / "shards"
+    real = shards_module.write_shard
+
+    def crash_on_second_shard(path, rows, meta, row_group_rows=256):
+        if len(list(path.parent.glob("*.parquet"))) == 1:
+            raise Crash
+        return real(path, rows, meta, row_group_rows)
+
+    monkeypatch.setattr(shards_module, "write_shard", crash_on_second_shard)
+    with pytest.raises(Crash):
+        run_cli(export_args(corpus, out, tiny_checkpoint, "--format", "shards", "--shard-mb", "0.02"))
+    monkeypatch.setattr(shards_module, "write_shard", real)
+    encoded = count_encoded(monkeypatch)
+    assert run_cli(export_args(corpus, out, tiny_checkpoint, "--format", "shards", "--shard-mb", "0.02")).exit_code == 0
+    from dcae.corpus.shards import index_shards, read_ids
+
+    infos = index_shards(out)[0]
+    ids = [uid for info in infos for uid in read_ids(info.path)]
+    assert len(ids) == len(set(ids)) == 12  # each utterance in exactly one shard
+    assert 0 < sum(encoded) < 12  # the first shard's utterances were not encoded again

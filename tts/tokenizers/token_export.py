@@ -38,24 +38,16 @@ from dcae.atomic import atomic_write_text
 from dcae.corpus import DEFAULT_FRAME_RATE, read_manifest
 from dcae.corpus.job import Batch, Item, JobError, Outcome, SequentialBatches, Work, record_settings, run_job
 from dcae.corpus.store import part_failures, part_rows
-from dcae.corpus.token_file import TokenFileError, load_tokens, save_tokens
+from dcae.corpus.token_file import TOKENS_DIR, TokenFileError, load_tokens, save_tokens, token_relpath
 from tts.tokenizers.base import SpeechTokenizer
 
 SETTINGS_FILE = "tokens.json"
-TOKENS_DIR = "tokens"
 TOKEN_KEYS = ("token_path", "num_tokens", "token_rate")
 FINGERPRINT_KEY = "model"  # token file metadata: the tokenizer's weights fingerprint
 
 
 class TokenExportError(JobError):
     """A token export that cannot start (the message is one line for the user)."""
-
-
-def token_relpath(uid: str) -> str:
-    """Where an utterance's token file lives, relative to the export folder (sharded by a hash of the id)."""
-    digest = hashlib.sha1(uid.encode("utf-8")).hexdigest()
-    name = uid if re.fullmatch(r"[A-Za-z0-9._-]{1,120}", uid) else f"{re.sub(r'[^A-Za-z0-9._-]+', '_', uid)[:80]}-{digest[:10]}"
-    return f"{TOKENS_DIR}/{digest[:2]}/{name}.safetensors"
 
 
 def tokenizer_fingerprint(tokenizer: SpeechTokenizer) -> str:

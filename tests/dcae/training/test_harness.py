@@ -122,6 +122,34 @@ def test_tts_trainer_resumes_bit_for_bit_after_a_kill(model, tmp_path):
     assert_same_history(tmp_path / "killed", tmp_path / "clean", steps)
 
 
+def test_streamed_shards_with_workers_resume_bit_for_bit_after_a_kill(tmp_path):
+    """A shard folder read by 2 DataLoader workers with frame-budget batches: the killed-and-resumed run
+    logs the uninterrupted run's losses (each worker continues after its saved position, in the same
+    round-robin order)."""
+    from click.testing import CliRunner
+
+    from dcae.cli.shards import shards_command
+
+    manifest = synthetic_manifest("token-flow", tmp_path / "data")
+    shards = tmp_path / "shards"
+    packed = CliRunner().invoke(shards_command, ["pack", "--manifest", str(manifest), "--out", str(shards)])
+    assert packed.exit_code == 0, packed.output
+    steps = 9
+
+    def cmd(out: Path) -> list[str]:
+        return [sys.executable, "-m", "tts.train", "--model", "token-flow", "--manifest", str(shards), "--output-dir",
+                str(out), "--preset", "tiny", "--batch-size", "4", "--batch-frames", "24", "--num-workers", "2",
+                "--max-steps", str(steps), "--save-interval", "3", "--log-interval", "1", "--cpu-threads", "1",
+                "--warmup-steps", "3"]
+
+    clean = run(cmd(tmp_path / "clean"))
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    kill_after_checkpoint(cmd(tmp_path / "killed"), tmp_path / "killed" / "checkpoints" / "state_3.pt")
+    resumed = run(cmd(tmp_path / "killed"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_history(tmp_path / "killed", tmp_path / "clean", steps)
+
+
 def test_sampler_resumes_mid_epoch_and_shards():
     full = ResumableSampler(10, seed=5, item_seeds=True)
     full.set_position(epoch=2)

@@ -1,0 +1,67 @@
+"""``dcae shards pack`` / ``dcae shards unpack``: an export from one layout to the other
+(:mod:`dcae.corpus.convert`), resumable and sharded over torchrun ranks.
+
+    dcae shards pack --manifest latents/train/manifest.jsonl --out latents/train-shards [--shard-mb 256]
+    dcae shards unpack --shards latents/train-shards --out latents/train-files
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dcae.cli.options import fail
+from dcae.corpus.convert import pack, unpack
+from dcae.corpus.latent_file import LatentFileError
+from dcae.corpus.manifest import ManifestError
+from dcae.corpus.shards import DEFAULT_SHARD_MB, ShardError
+
+WORKERS_HELP = "File-reading worker processes (default: none on CPU)."
+
+
+def _report(out: Path, summary: dict, what: str) -> None:
+    if "utterances" in summary:
+        click.echo(f"{out}: {summary['utterances']} utterances{what.format(**summary)}, {summary['failed']} failed "
+                   f"(see {out / 'failed.jsonl'})", err=True)
+        if summary["failed"]:
+            sys.exit(1)
+    elif summary["failed_here"]:
+        sys.exit(1)
+
+
+@click.group("shards", context_settings={"help_option_names": ["-h", "--help"]})
+def shards_command() -> None:
+    """Parquet shards <-> one file per utterance (pack / unpack)."""
+
+
+@shards_command.command("pack")
+@click.option("--manifest", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="manifest.jsonl of a per-file export (dcae export, dcae tokens).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Shard folder to write (shards/, shards.json, stats.json).")
+@click.option("--shard-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_SHARD_MB, show_default=True,
+              help="MB of latents per shard.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
+def pack_command(manifest: Path, out: Path, shard_mb: float, num_workers: int | None) -> None:
+    """Latent (and token, speaker) files of a manifest -> Parquet shards."""
+    try:
+        summary = pack(manifest, out, shard_mb, num_workers=num_workers)
+    except (ManifestError, LatentFileError, ShardError, ValueError) as e:
+        fail(str(e))
+    _report(out, summary, " in {shards} shards, {frames} latent frames")
+
+
+@shards_command.command("unpack")
+@click.option("--shards", "shards", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Shard folder (shards.json or shards/*.parquet).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Export folder to write (latents/, tokens/, speakers/, manifest.jsonl, stats.json).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
+def unpack_command(shards: Path, out: Path, num_workers: int | None) -> None:
+    """Parquet shards -> one latent (token, speaker) file per utterance + manifest.jsonl + stats.json."""
+    try:
+        summary = unpack(shards, out, num_workers=num_workers)
+    except (ShardError, ValueError) as e:
+        fail(str(e))
+    _report(out, summary, ", {frames} latent frames")
