@@ -2,10 +2,12 @@
 
     dcae tokens --manifest latents/train/manifest.jsonl --tokenizer s3 [--s3-model speech_tokenizer_v2_25hz.onnx]
     dcae tokens --manifest latents/train/manifest.jsonl --tokenizer runs/fsq      # an FSQ tokenizer run folder
+    dcae tokens --manifest latents/train-shards --tokenizer s3                  # a shard folder: tokens into its shards
     torchrun --nproc_per_node 8 --no-python dcae tokens --manifest ... --tokenizer ...
 
 One token file per utterance next to its latent, and the manifest rewritten with ``token_path``,
-``num_tokens`` and ``token_rate`` (layout, resuming and sharding: :mod:`tts.tokenizers.token_export`).
+``num_tokens`` and ``token_rate``; for a shard folder, the ``tokens`` and ``token_rate`` columns of
+its shards (layout, resuming and sharding: :mod:`tts.tokenizers.token_export`).
 Rerunning the same command resumes. Bad inputs are named on one line each and recorded in
 ``tokens/failed.jsonl``; the exit code is 1 when any failed, 2 when the command cannot start.
 """
@@ -19,11 +21,12 @@ import click
 from dcae.cli.options import device_option, fail
 from dcae.corpus import ManifestError
 from dcae.corpus.job import JobError
+from dcae.corpus.shards import is_shard_folder
 from dcae.distributed import init_distributed
 from tts.tokenizers import FSQTokenizerRunError, load_tokenizer
 from tts.tokenizers.load import S3_SPEC
 from tts.tokenizers.s3_weights import S3TokenizerUnavailable
-from tts.tokenizers.token_export import TokenExportError, export_tokens
+from tts.tokenizers.token_export import TokenExportError, export_shard_tokens, export_tokens
 
 
 def check_spec(spec: str) -> None:
@@ -33,8 +36,9 @@ def check_spec(spec: str) -> None:
 
 
 @click.command("tokens", help=__doc__.split("\n\n")[0])
-@click.option("--manifest", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="manifest.jsonl of a dcae export folder (rows need audio_path).")
+@click.option("--manifest", required=True, type=click.Path(path_type=Path),
+              help="manifest.jsonl of a dcae export folder, or a shard folder (the tokens go into its shards); "
+                   "rows need audio_path.")
 @click.option("--tokenizer", "spec", required=True,
               help=f"'{S3_SPEC}' (S3Tokenizer v2, 25 Hz, pip install -e \".[s3]\") or an FSQ tokenizer run folder "
                    f"(python -m tts.train --model fsq-tokenizer).")
@@ -51,12 +55,14 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
     try:
         if batch_size < 1 or not max_batch_seconds > 0:
             raise TokenExportError("--batch-size must be >= 1 and --max-batch-seconds > 0")
-        if not manifest.is_file():
-            raise TokenExportError(f"--manifest {manifest}: file not found")
+        shards = is_shard_folder(manifest)
+        if not shards and not manifest.is_file():
+            raise TokenExportError(f"--manifest {manifest}: neither a manifest.jsonl nor a shard folder")
         check_spec(spec)
         dist = init_distributed(device)
         tokenizer = load_tokenizer(spec, device=dist.device, s3_model=s3_model, s3_flag="--s3-model")
-        summary = export_tokens(manifest, tokenizer, batch_size, max_batch_seconds, num_workers)
+        export = export_shard_tokens if shards else export_tokens
+        summary = export(manifest, tokenizer, batch_size, max_batch_seconds, num_workers)
     except (JobError, ManifestError, FSQTokenizerRunError, S3TokenizerUnavailable) as e:
         fail(str(e))
     if "utterances" in summary:
@@ -67,7 +73,7 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
                  if summary["utterances_this_run"] else "")
         click.echo(f"{manifest}: {summary['with_tokens']} of {summary['utterances']} utterances with tokens "
                    f"({summary['tokens']} tokens), {summary['failed']} failed (see "
-                   f"{manifest.parent / 'tokens' / 'failed.jsonl'}){speed}", err=True)
+                   f"{(manifest if shards else manifest.parent) / 'tokens' / 'failed.jsonl'}){speed}", err=True)
         if summary["failed"]:
             sys.exit(1)
     elif summary["failed_here"]:

@@ -157,6 +157,10 @@ class Work(ABC):
     def start(self, dist: distributed.DistInfo) -> None:
         """Start-up checks and records, before anything is read or written (main process first)."""
 
+    def share(self, items: list[Item], rank: int, world_size: int) -> list[Item]:
+        """This rank's items (default: every ``world_size``-th from ``rank``)."""
+        return items[rank::world_size]
+
     def order(self, pending: list[Item]) -> list[Item]:
         """The order in which this rank processes its pending items (default: corpus order)."""
         return pending
@@ -174,6 +178,10 @@ class Work(ABC):
     def process(self, batch: Batch) -> list[Outcome]:
         """Write each item's output (atomically); an :class:`Outcome` per item done (or failed) now. A
         work that writes several items to one file (a shard) returns their outcomes once it is written."""
+
+    def unreadable(self, item: Item, reason: str) -> list[Outcome]:
+        """An item whose input could not be read (``reason``); the outcomes to commit now (default: its failure)."""
+        return [Outcome(item, error=reason)]
 
     def finish(self) -> list[Outcome]:
         """The end of this rank's items: write what is held; the outcomes of the items written now."""
@@ -266,7 +274,7 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
     distributed.barrier()
 
     # 1. what earlier runs finished: kept; this rank's part starts afresh with it
-    mine = items[dist.rank::dist.world_size]
+    mine = work.share(items, dist.rank, dist.world_size)
     committed = done_rows(work.root)
     pending, kept, kept_stats = [], [], RunningStats(work.dim)
     for item in mine:
@@ -319,7 +327,7 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
 
     for item, audio in loader:
         if isinstance(audio, str):
-            failed(item, audio)
+            commit(work.unreadable(item, audio))
             bar.update(1)
             continue
         for batch in batcher.add(item, audio):

@@ -342,3 +342,25 @@ class ShardWriter:
         self.written.append(write_shard(next_shard_path(self.folder, self.prefix), rows, self.meta,
                                         self.row_group_rows))
         return [row.id for row in rows]
+
+
+def replace_columns(path: Path, columns: dict[str, pa.Array], meta: dict[str, Any],
+                    row_group_rows: int = ROW_GROUP_ROWS) -> None:
+    """Rewrite a shard (atomically) with ``columns`` added or replaced (in :data:`SCHEMA`'s order) and
+    ``meta`` merged into its ``dcae`` metadata (``dcae tokens`` filling in a corpus's tokens)."""
+    table = pq.read_table(path)
+    footer = {**shard_meta(table.schema.metadata), **meta}
+    data = {name: table.column(name) for name in table.column_names}
+    data.update(columns)
+    names = [f.name for f in SCHEMA if f.name in data] + [n for n in data if n not in SCHEMA.names]
+    fields = [SCHEMA.field(n) if n in SCHEMA.names else table.schema.field(n) for n in names]
+    out = pa.Table.from_arrays([data[n] for n in names], schema=pa.schema(fields))
+    out = out.replace_schema_metadata({META_KEY: json.dumps(footer).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(out, tmp, row_group_size=row_group_rows, compression="zstd")
+
+
+def token_columns(tokens: Sequence[np.ndarray | None], token_rate: float) -> dict[str, pa.Array]:
+    """``tokens`` and ``token_rate`` columns for a shard's rows (None: that row has no tokens)."""
+    return {"tokens": _flat_lists(tokens, pa.int32(), np.int32),
+            "token_rate": pa.array([None if t is None else token_rate for t in tokens], pa.float64())}

@@ -31,12 +31,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from dcae import distributed
 from dcae.atomic import atomic_write_text
 from dcae.corpus import DEFAULT_FRAME_RATE, read_manifest
 from dcae.corpus.job import Batch, Item, JobError, Outcome, SequentialBatches, Work, record_settings, run_job
+from dcae.corpus.shards import ShardInfo, index_shards, read_ids, replace_columns, token_columns
 from dcae.corpus.store import part_failures, part_rows
 from dcae.corpus.token_file import TOKENS_DIR, TokenFileError, load_tokens, save_tokens, token_relpath
 from tts.tokenizers.base import SpeechTokenizer
@@ -187,6 +190,71 @@ class TokenExport(Work):
                 "tokens": sum(int(r["num_tokens"]) for r in rows if "token_path" in r), "failed": len(still_failed)}
 
 
+class ShardTokens(TokenExport):
+    """Audio -> speech tokens filled into a shard folder's ``tokens`` / ``token_rate`` columns. Each rank
+    takes whole shards; a shard is rewritten (atomically) once every row of it is tokenized, with the
+    tokenizer (name, rate, codebook size, fingerprint) in its metadata, so a rerun skips the shards
+    that have these tokens and redoes at most the shard in progress."""
+
+    def __init__(self, root: Path, shards: list[ShardInfo], tokenizer: SpeechTokenizer, batch_size: int,
+                 max_batch_seconds: float):
+        super().__init__(root / "manifest.jsonl", tokenizer, batch_size, max_batch_seconds)
+        self.export_root, self.root = root, root / TOKENS_DIR
+        self.shards = {str(s.path): s for s in shards}
+        self.results: dict[str, dict[str, torch.Tensor | str]] = {}  # shard -> id -> tokens or the reason
+        self.items: dict[str, list[Item]] = {}
+
+    def share(self, items: list[Item], rank: int, world_size: int) -> list[Item]:
+        order = list(self.shards)
+        return [item for item in items if order.index(item.row["shard"]) % world_size == rank]
+
+    def order(self, pending: list[Item]) -> list[Item]:
+        return pending  # shard by shard: a shard is finished (and written) before the next begins
+
+    def done(self, item: Item, committed: dict[str, Any] | None) -> Outcome | None:
+        meta = self.shards[item.row["shard"]].meta
+        return Outcome(item, {"id": item.uid}) if meta.get("tokens_model") == self.fingerprint else None
+
+    def process(self, batch: Batch) -> list[Outcome]:
+        tokens = tokenize_batch(self.tokenizer, [audio for _, audio in batch])
+        for (item, _), result in zip(batch, tokens):
+            self.results.setdefault(item.row["shard"], {})[item.uid] = result
+            self.items.setdefault(item.row["shard"], []).append(item)
+        return [outcome for shard in {item.row["shard"] for item, _ in batch} for outcome in self._complete(shard)]
+
+    def unreadable(self, item: Item, reason: str) -> list[Outcome]:
+        self.results.setdefault(item.row["shard"], {})[item.uid] = reason
+        self.items.setdefault(item.row["shard"], []).append(item)
+        return self._complete(item.row["shard"])
+
+    def _complete(self, shard: str) -> list[Outcome]:
+        """Write ``shard`` once all its rows have a result; their outcomes (none before)."""
+        results = self.results.get(shard, {})
+        if len(results) < self.shards[shard].rows:
+            return []
+        ids = read_ids(Path(shard))
+        values = [None if isinstance(results[uid], str) else results[uid].numpy() for uid in ids]
+        replace_columns(Path(shard), token_columns(values, self.tokenizer.token_rate),
+                        {"token_rate": self.tokenizer.token_rate, "tokenizer": self.tokenizer.name,
+                         "codebook_size": self.tokenizer.codebook_size, "tokens_model": self.fingerprint})
+        del self.results[shard]
+        return [Outcome(item, error=result) if isinstance(result := results[item.uid], str) else
+                Outcome(item, {"id": item.uid, "num_tokens": int(result.numel())}) for item in self.items.pop(shard)]
+
+    def merge(self, items: list[Item], world_size: int) -> dict[str, Any]:
+        """Counts from the shards themselves; ``tokens/failed.jsonl``."""
+        with_tokens = tokens = 0
+        for info in index_shards(self.export_root)[0]:
+            lengths = pq.read_table(info.path, columns=["tokens"]).column(0) if info.meta.get("tokens_model") else None
+            if lengths is not None:
+                counts = pc.list_value_length(lengths).to_pylist()
+                with_tokens += sum(1 for n in counts if n is not None)
+                tokens += sum(n for n in counts if n is not None)
+        failed = list(part_failures(self.root, world_size).values())
+        atomic_write_text(self.root / "failed.jsonl", "".join(json.dumps(r) + "\n" for r in failed))
+        return {"utterances": len(items), "with_tokens": with_tokens, "tokens": tokens, "failed": len(failed)}
+
+
 def export_tokens(manifest: str | Path, tokenizer: SpeechTokenizer, batch_size: int = 16,
                   max_batch_seconds: float = 320.0, num_workers: int | None = None, poll_seconds: float = 1.0,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -210,4 +278,24 @@ def export_tokens(manifest: str | Path, tokenizer: SpeechTokenizer, batch_size: 
     items = [Item(index=i, uid=str(row["id"]), audio_path=None if path is None else str(path), row=row)
              for i, (row, path) in enumerate((row, audio_path_of(row, manifest.parent)) for row in read_raw_rows(manifest))]
     work = TokenExport(manifest, tokenizer, batch_size, max_batch_seconds)
+    return run_job(work, items, dist, num_workers, poll_seconds, log)
+
+
+def export_shard_tokens(root: str | Path, tokenizer: SpeechTokenizer, batch_size: int = 16,
+                        max_batch_seconds: float = 320.0, num_workers: int | None = None, poll_seconds: float = 1.0,
+                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """:func:`export_tokens` for a shard folder (:class:`ShardTokens`): the tokens go into the shards."""
+    root = Path(root)
+    shards, problems = index_shards(root)
+    if problems:
+        raise TokenExportError(f"{problems[0]}; remove it (or rerun the export that wrote it) first")
+    if not shards:
+        raise TokenExportError(f"{root}: no shards (shards.json or shards/*.parquet)")
+    dist = distributed.init_distributed(str(tokenizer.device))
+    items = []
+    for info in shards:
+        table = pq.read_table(info.path, columns=["id", "audio_path", "duration"])
+        for uid, audio_path, duration in zip(*(table.column(c).to_pylist() for c in ("id", "audio_path", "duration"))):
+            items.append(Item(len(items), uid, audio_path or None, {"shard": str(info.path), "duration": duration}))
+    work = ShardTokens(root, shards, tokenizer, batch_size, max_batch_seconds)
     return run_job(work, items, dist, num_workers, poll_seconds, log)

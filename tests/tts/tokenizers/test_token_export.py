@@ -362,3 +362,46 @@ def test_rerunning_dcae_export_keeps_the_token_fields(corpus, fsq_run, tiny_gene
     assert result.exit_code == 0, result.output
     after = {r["id"]: r for r in rows_of(corpus)}
     assert after == before and all(all(k in r for k in TOKEN_KEYS) for r in after.values())
+
+
+def test_tokens_into_shards_equal_the_token_files_and_resume(corpus, fsq_run, tmp_path, monkeypatch):
+    """`dcae tokens` on a shard folder fills the shards' tokens column with the tokens the per-file run
+    writes; a run killed after the first shard redoes only the others."""
+    from dcae.cli.shards import shards_command
+    from dcae.corpus.shards import index_shards, read_rows
+    from dcae.corpus.stream import open_corpus
+
+    shards = tmp_path / "shards"
+    packed = CliRunner().invoke(shards_command, ["pack", "--manifest", str(corpus), "--out", str(shards),
+                                                 "--shard-mb", "0.005"])
+    assert packed.exit_code == 0, packed.output
+    assert run_cli(*tokens_args(corpus, fsq_run)).exit_code == 0  # the per-file tokens, for comparison
+    infos = index_shards(shards)[0]
+    assert len(infos) > 1
+    import tts.tokenizers.token_export as token_export
+
+    real, written = token_export.replace_columns, []
+
+    def crash_after_first(path, columns, meta, *a, **kw):
+        if written:
+            raise RuntimeError("killed")
+        written.append(path)
+        return real(path, columns, meta, *a, **kw)
+
+    monkeypatch.setattr(token_export, "replace_columns", crash_after_first)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_cli(*tokens_args(shards, fsq_run), catch=False)
+    monkeypatch.setattr(token_export, "replace_columns", real)
+    calls = count_tokenized(monkeypatch)
+    result = run_cli(*tokens_args(shards, fsq_run))
+    assert result.exit_code == 0, result.output
+    assert "12 of 12 utterances with tokens" in result.stderr
+    assert sum(calls) == 12 - index_shards(shards)[0][0].rows  # the first shard was not tokenized again
+    by_id = {r["id"]: r for r in rows_of(corpus)}
+    for info in index_shards(shards)[0]:
+        assert info.meta["tokenizer"] == "fsq" and info.meta["codebook_size"] == 1000
+        for g in range(len(info.row_groups)):
+            for row in read_rows(info.path, g):
+                want, _ = load_tokens(corpus.parent / by_id[row["id"]]["token_path"])
+                assert row["tokens"].tolist() == want.tolist() and row["token_rate"] == by_id[row["id"]]["token_rate"]
+    assert open_corpus(shards).token_info().token_rate == by_id[next(iter(by_id))]["token_rate"]
