@@ -14,6 +14,7 @@ Every failure is an :class:`AudioError` whose message is one line ``"<path>: <re
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from dcae.atomic import atomic_path
+from dcae.audio_shards import ShardAudioError, member_bytes, split_member
 
 DEFAULT_SAMPLE_RATE = 22050  # the toolkit's audio rate: BigVGAN-v2 22 kHz and the DC-AE's mel (the one definition)
 SILENCE_PEAK = 1e-5  # a waveform whose peak |x| is below this is "silent"
@@ -62,19 +64,38 @@ def _decoder_reason(error: Exception, path: Path) -> str:
     return re.sub(r"\s+", " ", text.replace(str(path), "")).strip() or type(error).__name__
 
 
-def _torchcodec_decoder(path: Path, sample_rate: int | None):
+def _torchcodec_decoder(source: Path | bytes, sample_rate: int | None):
     from torchcodec.decoders import AudioDecoder  # imported lazily: loads FFmpeg
 
-    return AudioDecoder(str(path), sample_rate=sample_rate, num_channels=1)
+    return AudioDecoder(source if isinstance(source, bytes) else str(source), sample_rate=sample_rate, num_channels=1)
+
+
+def _source(path: Path) -> Path | bytes:
+    """What the decoders read: the file, or the bytes of a shard member (``SHARD::KEY``,
+    :mod:`dcae.audio_shards`). Raises :class:`AudioError` for a missing or empty one."""
+    member = split_member(path)
+    if member is not None:
+        try:
+            data = member_bytes(*member)
+        except ShardAudioError as e:
+            raise AudioError(path, str(e).removeprefix(f"{path}: ")) from None
+        if not data:
+            raise AudioError(path, "empty member (0 bytes)")
+        return data
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    return path
 
 
 def audio_info(path: str | Path) -> AudioInfo:
-    """Sample rate, channels, length of ``path`` from its header only (nothing is decoded)."""
+    """Sample rate, channels, length of ``path`` from its header only (nothing is decoded). ``path`` may
+    name a member of an audio shard (``SHARD::KEY``)."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "file not found")
+    source = _source(path)
     try:
-        meta = _torchcodec_decoder(path, None).metadata
+        meta = _torchcodec_decoder(source, None).metadata
         sr, ch = int(meta.sample_rate), int(meta.num_channels)
         duration = meta.duration_seconds if meta.duration_seconds is not None else meta.duration_seconds_from_header
         if duration is None:
@@ -84,7 +105,7 @@ def audio_info(path: str | Path) -> AudioInfo:
         import soundfile
 
         try:
-            info = soundfile.info(str(path))
+            info = soundfile.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
         except Exception:  # noqa: BLE001
             raise AudioError(path, f"not a readable audio file ({_decoder_reason(codec_error, path)})") from None
         return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), float(info.duration))
@@ -95,19 +116,17 @@ def load_audio(path: str | Path, sample_rate: int | None = DEFAULT_SAMPLE_RATE, 
     """Decode ``[offset, offset + duration)`` seconds of ``path`` -> (samples,) float32 mono.
 
     The waveform is mixed down to mono and resampled to ``sample_rate`` (``None`` keeps the
-    file's own rate). Raises :class:`AudioError` for missing, corrupt or empty files.
+    file's own rate). ``path`` may name a member of an audio shard (``SHARD::KEY``,
+    :mod:`dcae.audio_shards`). Raises :class:`AudioError` for missing, corrupt or empty files.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    source = _source(path)
     stop = None if duration is None else offset + duration
     try:
-        samples = _torchcodec_decoder(path, None).get_samples_played_in_range(offset, stop)
+        samples = _torchcodec_decoder(source, None).get_samples_played_in_range(offset, stop)
         audio, native = samples.data[0], int(samples.sample_rate)
     except Exception as codec_error:  # noqa: BLE001 - fall back to libsndfile
-        audio, native = _load_with_soundfile(path, offset, duration, codec_error)
+        audio, native = _load_with_soundfile(path, source, offset, duration, codec_error)
     audio = audio.to(torch.float32).contiguous()
     if audio.numel() == 0:
         raise AudioError(path, "no audio samples" + (" in the requested range" if offset or duration else ""))
@@ -116,13 +135,13 @@ def load_audio(path: str | Path, sample_rate: int | None = DEFAULT_SAMPLE_RATE, 
     return audio
 
 
-def _load_with_soundfile(path: Path, offset: float, duration: float | None,
+def _load_with_soundfile(path: Path, source: Path | bytes, offset: float, duration: float | None,
                          codec_error: Exception) -> tuple[torch.Tensor, int]:
     """(samples,) mono at the file's own rate, and that rate."""
     import soundfile
 
     try:
-        with soundfile.SoundFile(str(path)) as f:
+        with soundfile.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as f:
             native = f.samplerate
             start = int(round(offset * native))
             frames = -1 if duration is None else int(round(duration * native))

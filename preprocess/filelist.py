@@ -4,6 +4,10 @@
 (latent export, TTS). Blank lines are skipped. Only the first ``|`` separates path from text, so a
 transcript may itself contain ``|``. Relative paths are resolved against the filelist's own folder,
 so a corpus can ship its filelist next to its audio and be moved as a whole.
+
+Wherever a filelist is read, an audio corpus in shards can stand instead (a folder of WebDataset
+``.tar`` or Parquet audio shards, or one such file, :mod:`dcae.audio_shards`): its utterances
+(``SHARD::KEY``) with their transcripts are the entries.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from dcae.atomic import atomic_write_text
+from dcae.audio_shards import ShardAudioError, is_audio_shards, shard_utterances
 
 SEPARATOR = "|"
 
@@ -48,8 +53,14 @@ def read_filelist(path: str | os.PathLike, root: str | os.PathLike | None = None
     """Read a filelist. Relative paths are taken relative to ``root`` (default: the filelist's folder).
 
     Raises FilelistError if the file is missing, not UTF-8, or a line has an empty path.
+    ``path`` may also be an audio corpus in shards (module docstring).
     """
     path = Path(path)
+    if is_audio_shards(path):
+        try:
+            return [FilelistEntry(Path(u.name), u.text) for u in shard_utterances(path)]
+        except ShardAudioError as e:
+            raise FilelistError(str(e)) from None
     anchor = Path(root) if root is not None else path.resolve().parent
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

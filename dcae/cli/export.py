@@ -20,8 +20,9 @@ from dcae.model.checkpoint import CheckpointError
 
 
 @click.command("export", help="Latents + manifest + stats for a whole corpus (resumable, sharded over torchrun ranks).")
-@click.option("--filelist", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Lines 'path' or 'path|text'.")
+@click.option("--filelist", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Lines 'path' or 'path|text'; or an audio corpus in shards: a folder of WebDataset .tar or "
+                   "Parquet audio shards (Emilia's layout), or one such file.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Export folder (latents/, manifest.jsonl, stats.json, failed.jsonl; with --format shards: shards/, "
                    "shards.json, stats.json, failed.jsonl).")

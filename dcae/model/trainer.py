@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dcae.audio import AudioError
+from dcae.audio_shards import is_audio_shards
 from dcae.hub import ModelNotFound, resolve_vocoder_dir
 from dcae.model.checkpoint import normalise_keys
 from dcae.model.config import DEFAULT_CONFIG
@@ -57,7 +58,7 @@ class TrainConfig(RunConfig):
                                               "vocoder_config_path", "vocoder_path", "model_save_path", "log_dir")
 
     # data and models (reference fields)
-    train_dataset_path: str = "filelists/filelist.txt"  # filelist of training audio ('path' or 'path|text' lines)
+    train_dataset_path: str = "filelists/filelist.txt"  # filelist of training audio ('path' or 'path|text' lines), or a folder of WebDataset .tar / Parquet audio shards
     model_config_path: str = str(DEFAULT_CONFIG)  # DC-AE config (diffusers JSON)
     vocoder_config_path: str = str(PACKAGED_MEL_CONFIG)  # mel settings (BigVGAN config.json)
     output_channels: int = 80  # mel bins seen by the discriminators
@@ -194,8 +195,9 @@ class DCAETrainer(Trainer):
         """The files the run needs, before the first step: the validation filelist and vocoder too,
         which are first used at step ``val_interval``."""
         cfg = self.cfg
-        if not Path(cfg.train_dataset_path).is_file():
-            raise ConfigError(f"--train-dataset-path: {cfg.train_dataset_path}: filelist not found")
+        if not Path(cfg.train_dataset_path).is_file() and not is_audio_shards(cfg.train_dataset_path):
+            raise ConfigError(f"--train-dataset-path: {cfg.train_dataset_path}: neither a filelist nor a folder of "
+                              f"audio shards (.tar / .parquet)")
         if cfg.val_dataset_path:
             try:
                 entries = read_filelist(cfg.val_dataset_path)

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from dcae.corpus import ManifestError, read_manifest, save_tokens
+from dcae.corpus.stream import scan_token_files
 from tts.synthetic import SyntheticTextTokenCorpus, SyntheticTokenCorpus
 from tts.train import main as train_main
-from dcae.corpus.stream import scan_token_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
