@@ -56,6 +56,8 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
         if batch_size < 1 or not max_batch_seconds > 0:
             raise TokenExportError("--batch-size must be >= 1 and --max-batch-seconds > 0")
         shards = is_shard_folder(manifest)
+        if not manifest.exists():
+            raise TokenExportError(f"--manifest {manifest}: file not found")
         if not shards and not manifest.is_file():
             raise TokenExportError(f"--manifest {manifest}: neither a manifest.jsonl nor a shard folder")
         check_spec(spec)
