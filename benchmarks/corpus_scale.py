@@ -9,10 +9,12 @@ small files take an hour to write, which is the point of shards). Then, in fresh
 
 - **start-up**: from the process's start to the first batch of a 2-worker DataLoader over the stream
   of rank 0 of 2 (``open_corpus`` + :class:`dcae.corpus.stream.BatchStream` + the first window), the
-  part after the imports shown apart, and the resident memory of the main process then;
+  part after the imports shown apart, and the resident memory of the main process then (a per-file
+  corpus written without its files: up to the manifest read, which is what grows with the corpus);
 - **read**: 2 ranks x 2 DataLoader workers reading batches for ``--seconds`` seconds (the two rank
   processes run together): rows per second summed over the ranks, and the resident (RSS) and
-  private (USS) memory of every rank's main process and workers at the end.
+  proportional (PSS: shared pages split among the processes sharing them) memory of every rank's
+  main process and workers at the end (the largest of each).
 
 The per-file layout's start-up at a size without files is the manifest read alone (what every rank
 does before its first batch); its read rate needs the files. Prints a table and its Markdown.
@@ -40,6 +42,7 @@ def write_shards(root: Path, rows: int, rows_per_shard: int = 500_000, seed: int
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+    import torch
 
     from dcae.corpus.shards import META_KEY, ROW_GROUP_ROWS, SCHEMA, index_shards, write_index
     from dcae.corpus.stats import RunningStats
@@ -62,8 +65,8 @@ def write_shards(root: Path, rows: int, rows_per_shard: int = 500_000, seed: int
         ids = pa.array([f"u{start + i:09d}" for i in range(n)])
         stats = RunningStats(DIM)
         x = values.reshape(-1, DIM)  # not the (D, T) order, but the same values: the sums are what matter here
-        stats.total += x.sum(0).astype("float64")
-        stats.total_sq += (x.astype("float64") ** 2).sum(0)
+        stats.total += torch.from_numpy(x.sum(0, dtype=np.float64))
+        stats.total_sq += torch.from_numpy((x.astype(np.float64) ** 2).sum(0))
         stats.count += int(frames.sum())
         table = pa.Table.from_arrays([ids, pa.array(["a short sentence"] * n), pa.array([""] * n),
                                       pa.array(frames, pa.int64()), pa.array(frames / 5.383, pa.float64()), latent,
@@ -100,18 +103,20 @@ def write_manifest(root: Path, rows: int, with_files: bool, seed: int = 0) -> No
 
 # ---------------------------------------------------------------------------------------- probes (fresh processes)
 def memory(pid: int) -> tuple[float, float]:
-    """(RSS, USS) in MB of process ``pid`` (USS: its private pages)."""
-    rss = uss = 0
+    """(RSS, PSS) in MB of process ``pid``. PSS counts a page shared by n processes as 1/n: DataLoader
+    workers are forked and share their parent's pages until they touch them, so RSS counts those pages
+    in every process and PSS once in all."""
+    rss = pss = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             name, _, value = line.partition(":")
             if name == "Rss":
                 rss = int(value.split()[0])
-            elif name in ("Private_Clean", "Private_Dirty"):
-                uss += int(value.split()[0])
+            elif name == "Pss":
+                pss = int(value.split()[0])
     except OSError:
         pass
-    return rss / 1024, uss / 1024
+    return rss / 1024, pss / 1024
 
 
 def children(pid: int) -> list[int]:
@@ -157,10 +162,14 @@ def loader(stream, workers: int):
                       prefetch_factor=4 if workers else None)
 
 
-def probe_startup(corpus_path: str, workers: int) -> dict:
+def probe_startup(corpus_path: str, workers: int, first_batch: bool) -> dict:
+    import torch  # noqa: F401
+    import dcae.corpus.stream  # noqa: F401
+
     imported = time.perf_counter()
     stream = make_stream(corpus_path, 0, 2, workers)
-    next(iter(loader(stream, workers)))
+    if first_batch:  # a per-file corpus written without its files: the manifest read alone
+        next(iter(loader(stream, workers)))
     done = time.perf_counter()
     return {"total_s": done - STARTED, "after_imports_s": done - imported, "rss_mb": memory(os.getpid())[0]}
 
@@ -175,8 +184,8 @@ def probe_read(corpus_path: str, rank: int, world: int, workers: int, seconds: f
     elapsed = time.perf_counter() - start
     main = memory(os.getpid())
     kids = [memory(pid) for pid in children(os.getpid())]
-    return {"rows": rows, "seconds": elapsed, "main_rss_mb": main[0], "main_uss_mb": main[1],
-            "worker_rss_mb": [k[0] for k in kids], "worker_uss_mb": [k[1] for k in kids]}
+    return {"rows": rows, "seconds": elapsed, "main_rss_mb": main[0], "main_pss_mb": main[1],
+            "worker_rss_mb": [k[0] for k in kids], "worker_pss_mb": [k[1] for k in kids]}
 
 
 # ---------------------------------------------------------------------------------------- the benchmark
@@ -194,7 +203,7 @@ def result(process: subprocess.Popen) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", required=True, type=Path, help="where the synthetic corpora go (GBs at 10M rows)")
+    p.add_argument("--root", type=Path, help="where the synthetic corpora go (GBs at 10M rows)")
     p.add_argument("--sizes", default="100000,1000000,10000000")
     p.add_argument("--manifest-max", type=int, default=1_000_000, help="largest per-file manifest written")
     p.add_argument("--files-max", type=int, default=100_000, help="largest per-file layout written with its files")
@@ -204,10 +213,12 @@ def main() -> None:
     args = p.parse_args()
     if args.probe:
         kind, rest = args.probe[0], args.probe[1:]
-        out = probe_startup(rest[0], int(rest[1])) if kind == "startup" else \
+        out = probe_startup(rest[0], int(rest[1]), rest[2] == "1") if kind == "startup" else \
             probe_read(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), float(rest[4]))
         print(json.dumps(out))
         return
+    if args.root is None:
+        p.error("--root is required")
     from benchmarks.common import machine
 
     print(machine())
@@ -222,24 +233,25 @@ def main() -> None:
                 write_shards(folder, size) if name == "shards" else write_manifest(folder, size, size <= args.files_max)
                 print(f"wrote {name} {size}: {time.perf_counter() - started:.0f} s", flush=True)
             corpus = str(folder if name == "shards" else folder / "manifest.jsonl")
-            start = result(probe("startup", corpus, str(args.workers)))
+            has_files = name == "shards" or size <= args.files_max
+            start = result(probe("startup", corpus, str(args.workers), "1" if has_files else "0"))
             row = {"rows": size, "layout": name, **{f"startup_{k}": v for k, v in start.items()}}
-            if name == "shards" or size <= args.files_max:
+            if has_files:
                 ranks = [probe("read", corpus, str(r), "2", str(args.workers), str(args.seconds)) for r in range(2)]
                 reads = [result(r) for r in ranks]
                 row.update(rows_per_s=sum(r["rows"] / r["seconds"] for r in reads),
                            main_rss_mb=max(r["main_rss_mb"] for r in reads),
-                           main_uss_mb=max(r["main_uss_mb"] for r in reads),
+                           main_pss_mb=max(r["main_pss_mb"] for r in reads),
                            worker_rss_mb=max(max(r["worker_rss_mb"], default=0) for r in reads),
-                           worker_uss_mb=max(max(r["worker_uss_mb"], default=0) for r in reads))
+                           worker_pss_mb=max(max(r["worker_pss_mb"], default=0) for r in reads))
             table.append(row)
             print(json.dumps(row), flush=True)
     print("\n| rows | layout | start-up total (s) | of which after imports (s) | RSS at first batch (MB) | "
-          "rows/s (2 ranks x 2 workers) | rank RSS / USS (MB) | worker RSS / USS (MB) |")
+          "rows/s (2 ranks x 2 workers) | rank RSS / PSS (MB) | worker RSS / PSS (MB) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in table:
-        read = (f"{r['rows_per_s']:,.0f} | {r['main_rss_mb']:.0f} / {r['main_uss_mb']:.0f} | "
-                f"{r['worker_rss_mb']:.0f} / {r['worker_uss_mb']:.0f}") if "rows_per_s" in r else "- | - | -"
+        read = (f"{r['rows_per_s']:,.0f} | {r['main_rss_mb']:.0f} / {r['main_pss_mb']:.0f} | "
+                f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f}") if "rows_per_s" in r else "- | - | -"
         print(f"| {r['rows']:,} | {r['layout']} | {r['startup_total_s']:.1f} | {r['startup_after_imports_s']:.2f} | "
               f"{r['startup_rss_mb']:.0f} | {read} |")
 

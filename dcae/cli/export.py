@@ -6,12 +6,11 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from dcae.cli.options import ae_options, fail, given_flags, runtime_options
+from dcae.cli.options import ae_options, fail, given_flags, report_job, runtime_options
 from dcae.corpus.shards import DEFAULT_SHARD_MB
 from dcae.errors import ConfigError
 from dcae.hub import ModelNotFound, resolve_models
@@ -55,11 +54,6 @@ def export_command(ctx: click.Context, filelist: Path, out: Path, layout: str, s
                              shard_mb=shard_mb)
     except (ModelNotFound, CheckpointError, ConfigError, ValueError) as e:  # one line, exit 2, as every command
         fail(str(e))
-    if "utterances" in summary:
-        shards = f" in {summary['shards']} shards" if "shards" in summary else ""
-        click.echo(f"{out}: {summary['utterances']} utterances{shards}, {summary['frames']} latent frames, "
-                   f"{summary['failed']} failed (see failed.jsonl)", err=True)
-        if summary["failed"]:
-            sys.exit(1)
-    elif summary["failed_here"]:
-        sys.exit(1)
+    report_job(summary, lambda s: f"{out}: {s['utterances']} utterances"
+                                  + (f" in {s['shards']} shards" if "shards" in s else "")
+                                  + f", {s['frames']} latent frames, {s['failed']} failed (see failed.jsonl)")

@@ -4,7 +4,7 @@ everywhere), the device check, and the options that mean one thing wherever they
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -118,3 +118,14 @@ def lookahead_option(f):
     """``--lookahead``: the streaming DC-AE decoder's lookahead; its range is the loaded decoder's field
     (:meth:`dcae.pipeline.DCAEInferenceWrapper.check_lookahead`)."""
     return click.option("--lookahead", type=click.IntRange(min=0), default=None, help=LOOKAHEAD_HELP)(f)
+
+
+def report_job(summary: dict, line: Callable[[dict], str]) -> None:
+    """The end of a corpus job's command (:func:`dcae.corpus.job.run_job`): rank 0 prints ``line(summary)``
+    (the merge's numbers); the exit code is 1 when an input failed (on any rank)."""
+    if "utterances" in summary:
+        click.echo(line(summary), err=True)
+        if summary["failed"]:
+            sys.exit(1)
+    elif summary["failed_here"]:
+        sys.exit(1)

@@ -6,28 +6,17 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from dcae.cli.options import fail
+from dcae.cli.options import fail, report_job
 from dcae.corpus.convert import pack, unpack
 from dcae.corpus.latent_file import LatentFileError
 from dcae.corpus.manifest import ManifestError
 from dcae.corpus.shards import DEFAULT_SHARD_MB, ShardError
 
 WORKERS_HELP = "File-reading worker processes (default: none on CPU)."
-
-
-def _report(out: Path, summary: dict, what: str) -> None:
-    if "utterances" in summary:
-        click.echo(f"{out}: {summary['utterances']} utterances{what.format(**summary)}, {summary['failed']} failed "
-                   f"(see {out / 'failed.jsonl'})", err=True)
-        if summary["failed"]:
-            sys.exit(1)
-    elif summary["failed_here"]:
-        sys.exit(1)
 
 
 @click.group("shards", context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +38,8 @@ def pack_command(manifest: Path, out: Path, shard_mb: float, num_workers: int | 
         summary = pack(manifest, out, shard_mb, num_workers=num_workers)
     except (ManifestError, LatentFileError, ShardError, ValueError) as e:
         fail(str(e))
-    _report(out, summary, " in {shards} shards, {frames} latent frames")
+    report_job(summary, lambda s: f"{out}: {s['utterances']} utterances in {s['shards']} shards, {s['frames']} latent "
+                                  f"frames, {s['failed']} failed (see {out / 'failed.jsonl'})")
 
 
 @shards_command.command("unpack")
@@ -64,4 +54,5 @@ def unpack_command(shards: Path, out: Path, num_workers: int | None) -> None:
         summary = unpack(shards, out, num_workers=num_workers)
     except (ShardError, ValueError) as e:
         fail(str(e))
-    _report(out, summary, ", {frames} latent frames")
+    report_job(summary, lambda s: f"{out}: {s['utterances']} utterances, {s['frames']} latent frames, "
+                                  f"{s['failed']} failed (see {out / 'failed.jsonl'})")

@@ -13,12 +13,11 @@ Rerunning the same command resumes. Bad inputs are named on one line each and re
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from dcae.cli.options import device_option, fail
+from dcae.cli.options import device_option, fail, report_job
 from dcae.corpus import ManifestError
 from dcae.corpus.job import JobError
 from dcae.corpus.shards import is_shard_folder
@@ -67,17 +66,11 @@ def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str 
         summary = export(manifest, tokenizer, batch_size, max_batch_seconds, num_workers)
     except (JobError, ManifestError, FSQTokenizerRunError, S3TokenizerUnavailable) as e:
         fail(str(e))
-    if "utterances" in summary:
-        seconds = summary["seconds"]
-        speed = (f"; this run: {summary['utterances_this_run']} utterances, "
-                 f"{summary['utterances_this_run'] / max(seconds, 1e-9):.1f} utt/s, "
-                 f"{summary['audio_seconds_this_run'] / max(seconds, 1e-9):.0f}x real time"
-                 if summary["utterances_this_run"] else "")
-        click.echo(f"{manifest}: {summary['with_tokens']} of {summary['utterances']} utterances with tokens "
-                   f"({summary['tokens']} tokens), {summary['failed']} failed (see "
-                   f"{(manifest if shards else manifest.parent) / 'tokens' / 'failed.jsonl'}){speed}", err=True)
-        if summary["failed"]:
-            sys.exit(1)
-    elif summary["failed_here"]:
-        sys.exit(1)
-
+    seconds = summary["seconds"]
+    speed = (f"; this run: {summary['utterances_this_run']} utterances, "
+             f"{summary['utterances_this_run'] / max(seconds, 1e-9):.1f} utt/s, "
+             f"{summary['audio_seconds_this_run'] / max(seconds, 1e-9):.0f}x real time"
+             if summary["utterances_this_run"] else "")
+    failed_file = (manifest if shards else manifest.parent) / "tokens" / "failed.jsonl"
+    report_job(summary, lambda s: f"{manifest}: {s['with_tokens']} of {s['utterances']} utterances with tokens "
+                                  f"({s['tokens']} tokens), {s['failed']} failed (see {failed_file}){speed}")

@@ -25,6 +25,8 @@ left out (:func:`index_shards`).
 from __future__ import annotations
 
 import json
+import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -258,16 +260,14 @@ def latent_arrays(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     values = inner.values.to_numpy(zero_copy_only=False)
     if not values.flags.writeable:  # Arrow's buffer is read-only: one copy per column, so torch can own the rows
         values = values.copy()
-    out = []
-    for r in range(len(outer)):
-        first, last = outer_offsets[r], outer_offsets[r + 1]
-        dim = last - first
-        start, stop = inner_offsets[first], inner_offsets[last]
-        frames = (stop - start) // max(dim, 1)
-        if dim and (inner_offsets[first + 1:last + 1] - inner_offsets[first:last] != frames).any():
-            raise ShardError(f"row {r}: the latent's {dim} lists have different lengths")
-        out.append(values[start:stop].reshape(dim, frames))
-    return out
+    dims = np.diff(outer_offsets)
+    starts, stops = inner_offsets[outer_offsets[:-1]], inner_offsets[outer_offsets[1:]]
+    frames = (stops - starts) // np.maximum(dims, 1)
+    ragged = np.diff(inner_offsets) != np.repeat(frames, dims)  # every list of a row has the row's length
+    if ragged.any():
+        row = int(np.repeat(np.arange(len(dims)), dims)[np.argmax(ragged)])
+        raise ShardError(f"row {row}: the latent's {dims[row]} lists have different lengths")
+    return [values[start:stop].reshape(dim, n) for start, stop, dim, n in zip(starts, stops, dims, frames)]
 
 
 def list_arrays(column: pa.ChunkedArray | pa.Array, dtype: np.dtype) -> list[np.ndarray | None]:
@@ -279,12 +279,29 @@ def list_arrays(column: pa.ChunkedArray | pa.Array, dtype: np.dtype) -> list[np.
     return [values[offsets[r]:offsets[r + 1]] if valid[r] else None for r in range(len(array))]
 
 
+_OPEN: "OrderedDict[tuple[int, str], pq.ParquetFile]" = OrderedDict()  # (pid, path) -> open file: footers parse once
+OPEN_FILES = 8
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    """A shard opened once per process (its footer, ~2,000 row groups' metadata, takes ~30 ms to parse);
+    keyed by pid so that forked DataLoader workers open their own."""
+    key = (os.getpid(), str(path))
+    if key in _OPEN:
+        _OPEN.move_to_end(key)
+        return _OPEN[key]
+    parquet = _OPEN[key] = pq.ParquetFile(path)
+    while len(_OPEN) > OPEN_FILES:
+        _OPEN.popitem(last=False)
+    return parquet
+
+
 def read_rows(path: Path, row_group: int, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Row group ``row_group`` of a shard as dicts: ``latent`` (D, frames) float32 arrays, ``tokens`` /
     ``speaker_embedding`` 1-D arrays, the rest as Python values. ``columns``: only these (default: all).
     Raises :class:`ShardError` (one line) when the data cannot be read."""
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = _open(path)
         names = [c for c in (columns or parquet.schema_arrow.names) if c in parquet.schema_arrow.names]
         table = parquet.read_row_group(row_group, columns=names)
     except (OSError, pa.ArrowException) as e:

@@ -395,16 +395,23 @@ class BatchStream(IterableDataset):
         role = (slot + self.role_offset) % self.workers
         epoch, window0, batch0 = self.starts.get(role, (0, 0, 0))
         warned: set[str] = set()
+        empty_epochs = 0
         while True:
             units = units_for(self.units, self.seed, epoch, self.rank, self.world_size, role, self.workers)
+            made = 0
             for w in range(window0, math.ceil(len(units) / self.window_units)):
                 batches = self._window(units[w * self.window_units:(w + 1) * self.window_units],
                                        mix_seed(self.seed, epoch, self.rank, role, w), warned)
+                made += len(batches)
                 for b in range(batch0, len(batches)):
                     yield (role, epoch, w, b), self.collate(batches[b])
                 batch0 = 0
             window0 = 0
             epoch += 1
+            empty_epochs = 0 if made else empty_epochs + 1
+            if empty_epochs == 2:  # not one usable row: stop rather than spin
+                raise ManifestError(f"{self.corpus.path}: rank {self.rank}, reader {role} found no usable row in "
+                                    f"two epochs (every row left out: too long for --max-frames / --max-tokens?)")
 
     def _window(self, units: list[Unit], seed: int, warned: set[str]) -> list[list[Any]]:
         rng = random.Random(seed)
