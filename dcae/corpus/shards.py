@@ -280,7 +280,7 @@ def list_arrays(column: pa.ChunkedArray | pa.Array, dtype: np.dtype) -> list[np.
 
 
 _OPEN: "OrderedDict[tuple[int, str], pq.ParquetFile]" = OrderedDict()  # (pid, path) -> open file: footers parse once
-OPEN_FILES = 8
+OPEN_FILES = 2  # a footer of 2,000 row groups holds ~15 MB: a few open files per process
 
 
 def _open(path: Path) -> pq.ParquetFile:

@@ -121,7 +121,9 @@ def test_pack_resumes_and_holds_every_row_once(tmp_path, monkeypatch):
     assert sorted(ids) == sorted(r["id"] for r in read_manifest(manifest))  # each once
 
 
-def test_a_broken_shard_is_named_and_left_out(packed, capsys):
+def test_a_broken_shard_is_named_and_left_out_and_the_rest_trains(packed, tmp_path, capsys):
+    from tts.train import main as train_main
+
     _, shards = packed
     infos = index_shards(shards)[0]
     victim = infos[1].path
@@ -129,6 +131,11 @@ def test_a_broken_shard_is_named_and_left_out(packed, capsys):
     corpus = open_corpus(shards)
     assert len(corpus.problems) == 1 and str(victim) in corpus.problems[0] and "\n" not in corpus.problems[0]
     assert corpus.num_rows == sum(i.rows for i in infos) - infos[1].rows
+    code = train_main(["--model", "token-flow", "--manifest", str(shards), "--output-dir", str(tmp_path / "run"),
+                       "--preset", "tiny", "--batch-size", "4", "--max-steps", "2", "--cpu-threads", "1"])
+    said = "".join(capsys.readouterr())
+    assert code == 0 and (tmp_path / "run" / "checkpoints" / "model_2.pt").is_file()
+    assert f"warning: {victim}: not a readable Parquet file" in said and "1 shard(s) left out" in said
 
 
 def test_hugging_face_datasets_reads_the_shards(packed):
