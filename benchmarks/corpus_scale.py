@@ -164,6 +164,7 @@ def loader(stream, workers: int):
 
 def probe_startup(corpus_path: str, workers: int, first_batch: bool) -> dict:
     import torch  # noqa: F401
+
     import dcae.corpus.stream  # noqa: F401
 
     imported = time.perf_counter()

@@ -26,11 +26,11 @@ import torch
 
 from dcae.atomic import atomic_path
 from dcae.audio_shards import ShardAudioError, member_bytes, split_member
+from dcae.paths import missing_reason
 
 DEFAULT_SAMPLE_RATE = 22050  # the toolkit's audio rate: BigVGAN-v2 22 kHz and the DC-AE's mel (the one definition)
 SILENCE_PEAK = 1e-5  # a waveform whose peak |x| is below this is "silent"
 RESAMPLE_BLOCK = 1 << 20  # input samples per block of :func:`resample` (bounds its extra memory)
-AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm", ".mp4"}
 LIBSNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # written with soundfile, 16-bit PCM
 
 
@@ -83,7 +83,7 @@ def _source(path: Path) -> Path | bytes:
             raise AudioError(path, "empty member (0 bytes)")
         return data
     if not path.is_file():
-        raise AudioError(path, "file not found")
+        raise AudioError(path, missing_reason(path))
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     return path

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dcae.paths import AUDIO_EXTENSIONS
+
 MEMBER = "::"  # SHARD::KEY
 SHARD_SUFFIXES = (".tar", ".parquet")
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm", ".mp4")
 
 
 class ShardAudioError(ValueError):
@@ -97,7 +98,7 @@ def _read_tar(shard: Path, member: str) -> bytes:
 def _tar_utterances(shard: Path) -> list[ShardUtterance]:
     out = []
     for key, members in sorted(_grouped(_tar_index(shard)).items()):
-        audio = [members[s] for s in AUDIO_SUFFIXES if s in members]
+        audio = [members[s] for s in AUDIO_EXTENSIONS if s in members]
         if not audio:
             continue
         meta: dict[str, Any] = {}

@@ -7,6 +7,7 @@ group is started (NCCL on GPU, gloo on CPU).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -48,8 +49,24 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
+        if rank == 0 and shared_store_with_restarts():
+            print(SHARED_STORE_WARNING, file=sys.stderr)
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+
+
+SHARED_STORE_WARNING = (
+    "warning: torchrun restarts across nodes with its rendezvous store shared between rounds: a restarted rank can "
+    "read the previous round's address of rank 0 and fail again; set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for "
+    "torchrun on every node (docs/corpus.md, Many nodes)")
+
+
+def shared_store_with_restarts() -> bool:
+    """torchrun over several nodes with ``--max-restarts`` > 0 and its TCP store shared across rendezvous
+    rounds (torch's default): a restarted group can meet stale keys of the previous round."""
+    nodes = int(os.environ.get("WORLD_SIZE", "1")) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return (nodes > 1 and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
+            and os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "0") != "1")
 
 
 def barrier() -> None:

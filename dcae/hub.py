@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dcae.model.config import DEFAULT_CONFIG
+from dcae.model.config import DEFAULT_CONFIG, config_path, packaged_configs
 
 DEFAULT_AE_REPO = "KdaiP/DC-Speech-VAE"
 DEFAULT_AE_FILE = "generator_700000.pt"
@@ -129,12 +129,15 @@ def resolve_ae_model(path: str | Path | None) -> Path:
 
 
 def resolve_ae_config(path: str | Path | None) -> Path:
-    """The diffusers-style DCAE JSON: ``path`` when given, else our packaged copy of the published one."""
+    """The diffusers-style DCAE JSON: ``path`` when given (a file, or a packaged config's name), else our
+    packaged copy of the published one."""
     if path is None or str(path) == "":
         return DEFAULT_CONFIG
-    p = Path(path)
+    p = config_path(path)
     if not p.is_file():
-        raise ModelNotFound(f"{p}: AE config not found (pass --ae-config PATH to a JSON file)")
+        names = ", ".join(c.stem for c in packaged_configs())
+        raise ModelNotFound(f"{p}: AE config not found (pass --ae-config PATH to a JSON file, or a packaged "
+                            f"config by name: {names})")
     return p
 
 

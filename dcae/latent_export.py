@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from dcae import distributed
+from dcae.corpus.defaults import LATENT_DTYPE_NAMES
 from dcae.corpus.job import Batch, EqualLengthBatches, Item, Outcome, Work, record_settings, run_job
 from dcae.corpus.latent_file import LatentMeta, save_latent, weights_hash
 from dcae.corpus.shard_work import ShardWriting
@@ -46,7 +47,7 @@ from dcae.pipeline import DCAEInferenceWrapper
 from preprocess.filelist import read_filelist
 from vocoder.mel import load_bigvgan_config
 
-LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+LATENT_DTYPES = {name: getattr(torch, name) for name in LATENT_DTYPE_NAMES}
 MEL_KEYS = ("sampling_rate", "n_fft", "num_mels", "hop_size", "win_size", "fmin", "fmax")
 
 

@@ -1,11 +1,26 @@
-"""Where a batch command's outputs go: input folders mirrored under an output folder
-(:func:`collect_jobs`), and outputs that two inputs would share (:func:`colliding_outputs`), which
-every command refuses before writing anything."""
+"""Which files the commands take and where their outputs go: the audio file extensions
+(:data:`AUDIO_EXTENSIONS`, the one list), input folders mirrored under an output folder
+(:func:`collect_jobs`; broken symbolic links are listed, for the caller to name), and outputs that two inputs would share (:func:`colliding_outputs`), which
+every command refuses before writing anything. Light to import (no torch)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Sequence
+
+# audio files the commands pick up in folders, filelists scans and shards (decoded by FFmpeg or libsndfile)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc", ".alac", ".wma",
+                    ".webm", ".mp4")
+
+
+def is_broken_link(path: Path) -> bool:
+    """A symbolic link whose target does not exist (listed in a folder, named as unreadable by the caller)."""
+    return path.is_symlink() and not path.exists()
+
+
+def missing_reason(path: Path) -> str:
+    """Why ``path`` cannot be read: "file not found", or "broken symbolic link (to TARGET)"."""
+    return f"broken symbolic link (to {os.readlink(path)})" if is_broken_link(path) else "file not found"
 
 
 def collect_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_suffix: str) -> list[tuple[Path, Path]]:
@@ -20,7 +35,8 @@ def collect_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_s
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            files = sorted(p for p in path.rglob("*")
+                           if (p.is_file() or is_broken_link(p)) and p.suffix.lower() in extensions)
             jobs += [(f, (out / f.relative_to(path)).with_suffix(out_suffix)) for f in files]
         else:  # a missing file is the caller's to report
             jobs.append((path, (out / path.name).with_suffix(out_suffix)))

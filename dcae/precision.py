@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = ("auto", *PRECISION_DTYPES)
+# The names are importable without torch (the commands' --help answers at once); torch is imported
+# by the functions that need it.
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+PRECISIONS = ("auto", *DTYPE_NAMES)
 
 _warned: set[str] = set()
 
@@ -28,11 +32,15 @@ def cpu_capability() -> str:
     It follows ``ATEN_CPU_CAPABILITY``, so ``ATEN_CPU_CAPABILITY=avx2`` (with
     ``ONEDNN_MAX_CPU_ISA=AVX2``) makes an AVX512 machine behave like an AVX2 one.
     """
+    import torch
+
     return torch.backends.cpu.get_cpu_capability()
 
 
 @functools.lru_cache(maxsize=None)
 def _native_bf16_cpu() -> bool:
+    import torch
+
     if not cpu_capability().upper().startswith(("AVX512", "AMX")):
         return False
     has_bf16_units = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
@@ -41,6 +49,8 @@ def _native_bf16_cpu() -> bool:
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """True when bf16 matmuls/convolutions run natively (not emulated) on ``device``."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -55,10 +65,12 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     Raises ValueError (one line) for unknown names and fp16 off CUDA; warns once, in one line on
     stderr, for bf16 on a CPU that only emulates it.
     """
+    import torch
+
     device = torch.device(device)
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if precision not in PRECISION_DTYPES:
+    if precision not in DTYPE_NAMES:
         raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 needs a CUDA device; use bf16 (or auto) on CPU")
@@ -71,10 +83,14 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
 
 def precision_dtype(precision: str, device: str | torch.device) -> torch.dtype:
     """The compute dtype of ``precision`` (``"auto"`` resolved) on ``device``."""
-    return PRECISION_DTYPES[resolve_precision(precision, device)]
+    import torch
+
+    return getattr(torch, DTYPE_NAMES[resolve_precision(precision, device)])
 
 
 def fast_matmul_dtype(device: str | torch.device) -> torch.dtype:
     """The cheaper of bf16 and fp32 for matmul-bound work that tolerates bf16 (e.g. Muon's
     Newton-Schulz orthogonalization): bf16 where native, else fp32."""
+    import torch
+
     return torch.bfloat16 if native_bf16(device) else torch.float32

@@ -7,3 +7,5 @@
 - :mod:`evaluation.reconstruct`: DCAE reconstructions and BigVGAN copy-synthesis to score;
 - :mod:`evaluation.cli`: ``dcae evaluate`` / ``python -m evaluation``.
 """
+
+AUDIO_FORMATS = ("mp3", "opus", "wav")  # the listening page's audio copies (dcae evaluate --report-audio)

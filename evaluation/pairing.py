@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_EXTS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff", "aif")
+from dcae.paths import AUDIO_EXTENSIONS, is_broken_link
+
+DEFAULT_EXTS = tuple(e.lstrip(".") for e in AUDIO_EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,11 @@ class Pairing:
 
 
 def list_audio(root: Path, exts: tuple[str, ...] = DEFAULT_EXTS) -> dict[str, Path]:
-    """Relative POSIX path -> file, for every audio file under ``root`` (recursively)."""
+    """Relative POSIX path -> file, for every audio file under ``root`` (recursively); broken symbolic
+    links too, so that scoring names them rather than leaving them out."""
     suffixes = {"." + e.lower().lstrip(".") for e in exts}
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in suffixes}
+            if (p.is_file() or is_broken_link(p)) and p.suffix.lower() in suffixes}
 
 
 def _by_stem(files: dict[str, Path]) -> tuple[dict[str, str], set[str]]:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from dcae.audio import AudioError, check_audio, load_audio, save_audio
 from dcae.paths import colliding_outputs
 from dcae.pipeline import ModelLoadError, load_wrapper
+from dcae.progress import progress_bar
 from evaluation.scoring import Row, empty_row
 from preprocess.filelist import FilelistError, read_filelist
 
@@ -78,7 +78,7 @@ def reconstruct_filelist(filelist: Path, audio_dir: Path, ae_model: str | None =
         raise ReconstructError(str(e)) from None
     rate = wrapper.sample_rate
     jobs, failures = [], []
-    for entry, name, output_name in tqdm(list(zip(entries, names, output_names)), desc="Reconstructing", unit="file",
+    for entry, name, output_name in progress_bar(list(zip(entries, names, output_names)), desc="Reconstructing", unit="file",
                                          disable=not progress):
         try:
             audio = load_audio(entry.path, rate)

@@ -21,10 +21,10 @@ import numpy as np
 
 from dcae.atomic import atomic_path, atomic_write_bytes
 from dcae.audio import AudioError, save_audio
+from evaluation import AUDIO_FORMATS
 from evaluation.metrics import MetricError, log_mel
 from evaluation.scoring import read_native
 
-AUDIO_FORMATS = ("mp3", "opus", "wav")
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 OPUS_RATE = 48000
 MEL_COLORMAP = "magma"

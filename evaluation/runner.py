@@ -7,9 +7,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from tqdm import tqdm
-
 import dcae.audio  # noqa: F401
+from dcae.progress import progress_bar
 from evaluation.metrics import _mel_extractor
 from evaluation.pairing import Pair
 from evaluation.scoring import Row, available_metrics, empty_row, score_files
@@ -91,7 +90,7 @@ def map_in_workers(function: Callable[[T], R], items: Sequence[T], workers: int 
     """
     workers = default_workers() if workers is None else max(1, workers)
     workers = min(workers, max(1, len(items)))
-    bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
+    bar = progress_bar(total=len(items), desc=desc, unit="file", disable=not progress)
     results: list = [None] * len(items)
     if workers == 1:
         with single_threaded():

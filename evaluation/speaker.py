@@ -22,7 +22,7 @@ import torch
 from evaluation.metrics import MetricError, as_numpy, resample_to
 
 ENCODER_RATE = 16000
-INSTALL_HINT = "pip install 'dc-speech-vae[sim]'"
+INSTALL_HINT = 'pip install "dc-speech-vae[sim]" && pip install --no-deps resemblyzer==0.1.4 (README, "Extras")'
 
 
 class EncoderUnavailable(RuntimeError):

@@ -18,8 +18,10 @@ from typing import Iterable
 
 from dcae.atomic import atomic_write_text
 from dcae.audio_shards import ShardAudioError, is_audio_shards, shard_utterances
+from dcae.paths import AUDIO_EXTENSIONS
 
 SEPARATOR = "|"
+DEFAULT_EXTS = ",".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)  # what a folder scan picks up (dcae filelist)
 
 
 @dataclass(frozen=True)

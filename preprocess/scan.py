@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
-from preprocess.filelist import SEPARATOR, write_filelist
+from dcae.paths import is_broken_link, missing_reason
+from dcae.progress import progress_bar
+from preprocess.filelist import DEFAULT_EXTS, SEPARATOR, write_filelist
 from preprocess.probe import ProbeResult, probe_file
 
-DEFAULT_EXTS = "wav,mp3,flac,aac,m4a,ogg,opus,wma,alac,aiff,aif,aifc"
 PROBE_CHUNK = 32  # files per task sent to a worker
 
 Log = Callable[[str], None]
@@ -59,8 +59,13 @@ def find_audio(paths: list[str | Path], exts: set[str], log: Log = echo) -> list
                 f"warning: {e.filename}: cannot list folder ({e.strerror})")):
             subfolders.sort()
             for name in names:
-                if Path(name).suffix.lower() in exts:
-                    found.add((Path(folder) / name).resolve())
+                if Path(name).suffix.lower() not in exts:
+                    continue
+                path = Path(folder) / name
+                if is_broken_link(path):
+                    log(f"warning: {path}: {missing_reason(path)}, skipped")
+                else:
+                    found.add(path.resolve())
     return sorted(found)
 
 
@@ -112,7 +117,7 @@ def scan(files: list[Path], min_duration: float, workers: int, decode: bool = Fa
                 pending.clear()
 
     try:
-        with tqdm(total=len(tasks), desc="Validating", unit="file", disable=not progress) as bar:
+        with progress_bar(total=len(tasks), desc="Validating", unit="file", disable=not progress) as bar:
             if workers <= 1 or len(tasks) <= PROBE_CHUNK:
                 for task in tasks:
                     collect(_probe(task))

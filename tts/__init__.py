@@ -1,15 +1,13 @@
-"""Downstream TTS on the 5.4 Hz latents.
+"""Downstream TTS on the 5.4 Hz latents (docs/tts.md, docs/two_stage.md, docs/token_lm.md).
 
-Modules: ``data`` (latent manifest dataset, any downstream use), ``text`` (front end), ``ar_model``
-(causal transformer + flow head + stop head), ``flow_model`` (DiT flow matching with infilling),
-``train`` (``python -m tts.train``), ``run`` (run folders), ``synthesize`` and ``cli`` (``dcae tts``),
-``synthetic`` (toy corpora for checking that a pipeline learns).
-
-Two-stage (speech tokens, docs/two_stage.md): ``tokenizers`` (audio -> tokens), ``token_flow_model``
-(tokens -> latents: ``token_encoder``, ``length_regulator``, ``chunk_attention``, ``frame_noise``),
-``token_flow_stream`` (chunk-by-chunk generation), ``streaming`` (token chunks -> latent / audio chunks).
-Stage 1 (text -> tokens, docs/token_lm.md): ``token_lm`` (the LM, KV-cached decoder), ``token_lm_layout``
-(plain and bistream sequences), ``token_sampling`` (top-k / top-p / RAS, guidance), ``token_lm_generate``
-(sampling loops), ``token_lm_synthesis`` (with a run: text or text pieces -> tokens), ``two_stage``
-(text -> tokens -> latents -> audio, streaming), ``lm_command`` (``dcae tts`` for token-lm runs).
+- one stage, text -> latents: :mod:`tts.one_stage` (``ar``: causal transformer + flow head + stop
+  head; ``flow``: DiT flow matching with infilling; ``synthesis``);
+- two stages, text -> speech tokens -> latents: :mod:`tts.tokenizers` (audio -> tokens: S3, FSQ;
+  ``token_export`` for whole corpora), :mod:`tts.token_lm` (stage 1: the LM, plain and bistream
+  layouts, sampling, generation), :mod:`tts.token_flow` (stage 2: the chunk-aware token-to-latent
+  flow, offline and streamed), :mod:`tts.two_stage` (the stages chained, streaming);
+- shared: ``text`` (front end), ``layers``, ``flow_matching``, ``run`` (run folders), ``synthesis``,
+  ``synthetic`` (toy corpora that show a pipeline learns), :mod:`tts.presets` (model presets);
+- training: :mod:`tts.trainers` (one trainer per model kind on a shared harness) and ``train``
+  (``python -m tts.train``). The ``dcae tts`` command lives in :mod:`dcae.cli.tts`.
 """

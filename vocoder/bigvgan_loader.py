@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 
 import torch
@@ -56,7 +57,9 @@ class Vocoder(nn.Module):
 
 def build_generator(config: AttrDict, state_dict: dict | None = None, use_cuda_kernel: bool = False) -> BigVGAN:
     """A BigVGAN generator from ``config`` (the wheel's class), with weight norm still applied."""
-    generator = BigVGAN(AttrDict(dict(config)), use_cuda_kernel=use_cuda_kernel)
+    with warnings.catch_warnings():  # the wheel's torch.nn.utils.weight_norm: deprecated, users cannot act on it
+        warnings.filterwarnings("ignore", message=".*weight_norm.* is deprecated", category=FutureWarning)
+        generator = BigVGAN(AttrDict(dict(config)), use_cuda_kernel=use_cuda_kernel)
     if state_dict is not None:
         generator.load_state_dict(state_dict)
     return generator

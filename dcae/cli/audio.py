@@ -1,36 +1,39 @@
 """``dcae reconstruct`` / ``encode`` / ``decode``: audio <-> 5.4 Hz latents <-> audio, for files or folders
 (also ``python inference.py reconstruct|encode|decode ...``). The work is :class:`dcae.pipeline.DCAEInferenceWrapper`'s.
+
+Every input is checked before any model is looked up or loaded: missing files, broken links and
+files whose header cannot be read are named one line each up front (a single input file is decoded
+and checked whole first: unreadable, empty, silent, NaN); the rest is processed.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import click
-import torch
-from tqdm import tqdm
 
-from dcae.audio import AUDIO_EXTENSIONS, AudioError, check_output_suffix, load_checked_audio, save_audio
 from dcae.cli.options import build_wrapper, fail, model_options
-from dcae.corpus import (
-    LATENT_EXTENSION,
-    LatentFileError,
-    LatentMeta,
-    load_latent,
-    other_autoencoder_warning,
-    save_latent,
-    weights_hash,
-)
-from dcae.paths import collect_jobs, colliding_outputs
+from dcae.corpus.defaults import LATENT_EXTENSION
+from dcae.paths import AUDIO_EXTENSIONS
 
 
-def prepare_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_suffix: str) -> tuple[list[tuple[Path, Path]], int]:
+def _one_line(error: Exception, src: Path) -> str:
+    text = str(error).strip()
+    return text if text.startswith(str(src)) else f"{src}: {text.splitlines()[0] if text else type(error).__name__}"
+
+
+def prepare_jobs(inputs: Sequence[str], output: str, extensions: Sequence[str], out_suffix: str,
+                 check: Callable[[Path], Any] | None = None) -> tuple[list[tuple[Path, Path]], int, dict[Path, Any]]:
     """The jobs of a command, checked before any model is looked up or loaded: an explicit output file
-    must have a writable format, no two inputs may write one output (exit 2, nothing written), and
-    missing inputs are reported (one line each). Returns (jobs whose input exists, number missing);
-    exits 1 when no input is left."""
-    jobs = collect_jobs(inputs, output, extensions, out_suffix)
+    must have a writable format, no two inputs may write one output (exit 2, nothing written); missing
+    inputs, broken links and inputs ``check`` refuses are reported (one line each) and left out.
+    Returns (jobs left, number refused, what ``check`` returned for each input it read); exits 1 when
+    no input is left."""
+    from dcae.audio import AudioError, check_output_suffix
+    from dcae.paths import collect_jobs, colliding_outputs, missing_reason
+
+    jobs = collect_jobs(inputs, output, set(extensions), out_suffix)
     if len(jobs) == 1 and jobs[0][1] == Path(output):  # one explicit output file
         if out_suffix == LATENT_EXTENSION and Path(output).suffix.lower() != LATENT_EXTENSION:
             fail(f"{output}: latent files are .safetensors (give -o NAME.safetensors or a folder)")
@@ -44,38 +47,69 @@ def prepare_jobs(inputs: Sequence[str], output: str, extensions: set[str], out_s
         first, second, dst = clashes[0]
         more = f" (and {len(clashes) - 1} more such pairs)" if len(clashes) > 1 else ""
         fail(f"{first} and {second} would both write {dst}{more}; rename one, or run them into different -o folders")
-    present = [(src, dst) for src, dst in jobs if src.is_file()]
-    for src, _ in jobs:
+    present, checked = [], {}
+    for src, dst in jobs:
         if not src.is_file():
-            click.echo(f"error: {src}: file not found", err=True)
+            click.echo(f"error: {src}: {missing_reason(src)}", err=True)
+        elif check is not None:
+            try:
+                checked[src] = check(src)
+                present.append((src, dst))
+            except (AudioError, ValueError) as e:
+                click.echo(f"error: {_one_line(e, src)}", err=True)
+        else:
+            present.append((src, dst))
     if not present:
         if not jobs:
             click.echo("error: no input files found", err=True)
         sys.exit(1)
-    return present, len(jobs) - len(present)
+    return present, len(jobs) - len(present), checked
+
+
+def audio_check(jobs_count: int, sample_rate: int) -> Callable[[Path], Any]:
+    """What :func:`prepare_jobs` checks of an audio input: one file is decoded and checked whole (and kept,
+    so it is decoded once); in a folder run every file's header is read (a file that decodes but is
+    silent or NaN is found when it is processed, one line too)."""
+    from dcae.audio import audio_info, load_checked_audio
+
+    def decode(src: Path):
+        return load_checked_audio(src, sample_rate), sample_rate
+
+    def header(src: Path) -> None:
+        audio_info(src)
+
+    return decode if jobs_count == 1 else header
 
 
 def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str, failed: int = 0) -> None:
-    """Apply ``process(src, dst)`` to every job with a progress bar; one line per failure; exit 1 if any
-    (``failed``: failures already reported, such as missing inputs)."""
+    """Apply ``process(src, dst)`` to every job with a progress bar; one line per failure, written above
+    the bar; exit 1 if any (``failed``: failures already reported, such as missing inputs)."""
+    from tqdm import tqdm
+
+    from dcae.audio import AudioError
+    from dcae.corpus.latent_file import LatentFileError
+    from dcae.progress import progress_bar
+
     skipped, already_failed = 0, failed
-    for src, dst in tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=len(jobs) < 2):
+    for src, dst in progress_bar(jobs, desc=what, unit="file", disable=len(jobs) < 2):
         if dst.exists() and not force:
             skipped += 1
             continue
         try:
             process(src, dst)
-        except (AudioError, LatentFileError) as e:
+        except (AudioError, LatentFileError, ValueError, RuntimeError) as e:
             failed += 1
-            tqdm.write(f"error: {e}", file=sys.stderr)
-        except (ValueError, RuntimeError) as e:
-            failed += 1
-            tqdm.write(f"error: {src}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
-                       file=sys.stderr)
+            tqdm.write(f"error: {_one_line(e, src)}", file=sys.stderr)
     done = len(jobs) - skipped - (failed - already_failed)
     click.echo(f"{what}: {done} written, {skipped} skipped (exist; -f to overwrite), {failed} failed", err=True)
     if failed:
         sys.exit(1)
+
+
+def _count_inputs(inputs: Sequence[str], output: str, extensions: Sequence[str], out_suffix: str) -> int:
+    from dcae.paths import collect_jobs
+
+    return len(collect_jobs(inputs, output, set(extensions), out_suffix))
 
 
 common_io = [
@@ -92,6 +126,15 @@ def with_io(f):
     return model_options(f)
 
 
+def _checked_audio(checked: dict[Path, Any], src: Path, sample_rate: int):
+    from dcae.audio import load_checked_audio
+
+    decoded = checked.pop(src, None)  # (audio, rate) when the inputs were checked by decoding (a single file)
+    if decoded is not None and decoded[1] == sample_rate:
+        return decoded[0]
+    return load_checked_audio(src, sample_rate)
+
+
 @click.command("reconstruct")
 @with_io
 def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, device, precision):
@@ -99,14 +142,18 @@ def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, dev
 
     Folders are mirrored as WAV; one output file is written in the format its extension names
     (.wav, .flac, or anything FFmpeg encodes: .mp3, .ogg, .m4a, .opus ...)."""
-    jobs, missing = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, ".wav")
+    from dcae.audio import DEFAULT_SAMPLE_RATE, save_audio
+
+    count = _count_inputs(inputs, output, AUDIO_EXTENSIONS, ".wav")
+    jobs, refused, checked = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, ".wav",
+                                          audio_check(count, DEFAULT_SAMPLE_RATE))
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
 
     def process(src: Path, dst: Path) -> None:
-        audio = load_checked_audio(src, wrapper.sample_rate)
+        audio = _checked_audio(checked, src, wrapper.sample_rate)
         save_audio(dst, wrapper(audio, wrapper.sample_rate)[0], wrapper.sample_rate)
 
-    run_jobs(jobs, force, process, "reconstruct", missing)
+    run_jobs(jobs, force, process, "reconstruct", refused)
 
 
 @click.command("encode")
@@ -115,19 +162,26 @@ def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, dev
 def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, vocoder, device, precision):
     """Audio files -> latent files (.safetensors: 'latent' (80, frames) + metadata). No vocoder weights
     needed: --vocoder (a folder, its config.json or a hub id) only gives the mel settings."""
-    jobs, missing = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
+    import torch
+
+    from dcae.audio import DEFAULT_SAMPLE_RATE
+    from dcae.corpus.latent_file import LatentMeta, save_latent, weights_hash
+
+    count = _count_inputs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
+    jobs, refused, checked = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION,
+                                          audio_check(count, DEFAULT_SAMPLE_RATE))
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder=False)
     model_hash = weights_hash(wrapper.ae_model_path)
     dtype = torch.bfloat16 if bf16_latents else torch.float32
 
     def process(src: Path, dst: Path) -> None:
-        audio = load_checked_audio(src, wrapper.sample_rate)
+        audio = _checked_audio(checked, src, wrapper.sample_rate)
         latent = wrapper.encode(audio, wrapper.sample_rate)[0]
         meta = LatentMeta(sample_rate=wrapper.sample_rate, hop_length=wrapper.hop_length,
                           frame_rate=wrapper.frame_rate, num_samples=int(audio.shape[-1]), model=model_hash)
         save_latent(dst, latent, meta, dtype=dtype)
 
-    run_jobs(jobs, force, process, "encode", missing)
+    run_jobs(jobs, force, process, "encode", refused)
 
 
 @click.command("decode")
@@ -136,7 +190,19 @@ def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, 
     """Latent files (.safetensors) -> audio files (22050 Hz, trimmed to the encoded length; folders as
     WAV, one output file in its extension's format). Latents whose metadata names other AE weights
     than --ae-model are decoded with a one-line warning."""
-    jobs, missing = prepare_jobs(inputs, output, {LATENT_EXTENSION}, ".wav")
+    import torch
+    from tqdm import tqdm
+
+    from dcae.audio import save_audio
+    from dcae.corpus.latent_file import LatentFileError, load_latent, other_autoencoder_warning, weights_hash
+
+    def check(src: Path):
+        latent, meta = load_latent(src)
+        if not bool(torch.isfinite(latent).all()):
+            raise LatentFileError(f"{src}: latent contains NaN or Inf values")
+        return None
+
+    jobs, refused, _ = prepare_jobs(inputs, output, (LATENT_EXTENSION,), ".wav", check)
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
     model_hash = weights_hash(wrapper.ae_model_path)
     warned: set[str] = set()
@@ -145,15 +211,13 @@ def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, 
         latent, meta = load_latent(src)
         if latent.shape[0] != wrapper.latent_dim:
             raise LatentFileError(f"{src}: latent has {latent.shape[0]} dims, the model expects {wrapper.latent_dim}")
-        if not bool(torch.isfinite(latent).all()):
-            raise LatentFileError(f"{src}: latent contains NaN or Inf values")
         warning = other_autoencoder_warning(src, meta.model, wrapper.ae_model_path, model_hash)
         if warning and meta.model not in warned:  # once per foreign model
             warned.add(meta.model)
             tqdm.write(warning, file=sys.stderr)
         save_audio(dst, wrapper.decode(latent.unsqueeze(0), num_samples=meta.num_samples)[0], wrapper.sample_rate)
 
-    run_jobs(jobs, force, process, "decode", missing)
+    run_jobs(jobs, force, process, "decode", refused)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,10 +12,8 @@ from pathlib import Path
 import click
 
 from dcae.cli.options import fail, given_flags, model_options
-from evaluation.modes import EvaluationError, Options, evaluate_folders, evaluate_reconstructions, metric_names
+from evaluation import AUDIO_FORMATS
 from evaluation.pairing import DEFAULT_EXTS
-from evaluation.report_media import AUDIO_FORMATS
-from evaluation.runner import default_workers
 
 MODEL_FLAGS = ("ae_model", "ae_config", "vocoder", "device", "precision")
 HTML_FLAGS = ("players", "report_audio")
@@ -83,6 +81,9 @@ def evaluate_command(ctx: click.Context, ref: Path | None, deg: Path | None, fil
         _refuse(ctx, HTML_FLAGS, "without --html")
     if not plots:
         _refuse(ctx, ("examples",), "without --plots")
+    from evaluation.modes import EvaluationError, Options, evaluate_folders, evaluate_reconstructions, metric_names
+    from evaluation.runner import default_workers
+
     try:
         names, sim_note = metric_names(sim, _log)
         opts = Options(out=out, workers=workers or default_workers(), metric_names=names, plots=plots,

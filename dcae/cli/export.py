@@ -11,11 +11,7 @@ from pathlib import Path
 import click
 
 from dcae.cli.options import ae_options, fail, given_flags, report_job, runtime_options
-from dcae.corpus.shards import DEFAULT_SHARD_MB
-from dcae.errors import ConfigError
-from dcae.hub import ModelNotFound, resolve_models
-from dcae.latent_export import LATENT_DTYPES, run_export
-from dcae.model.checkpoint import CheckpointError
+from dcae.corpus.defaults import DEFAULT_SHARD_MB, LATENT_DTYPE_NAMES
 
 
 @click.command("export", help="Latents + manifest + stats for a whole corpus (resumable, sharded over torchrun ranks).")
@@ -35,7 +31,7 @@ from dcae.model.checkpoint import CheckpointError
               help="BigVGAN folder, its config.json, or a hub id (only config.json is fetched): its mel settings "
                    "only (default: packaged bigvgan_v2_22khz_80band_256x config).")
 @runtime_options
-@click.option("--latent-dtype", type=click.Choice(sorted(LATENT_DTYPES)), default="float32", show_default=True)
+@click.option("--latent-dtype", type=click.Choice(LATENT_DTYPE_NAMES), default="float32", show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Utterances per batch (at most).")
 @click.option("--max-batch-seconds", type=float, default=320.0, show_default=True, help="Audio seconds per batch (at most).")
 @click.option("--num-workers", type=int, default=None,
@@ -45,6 +41,11 @@ def export_command(ctx: click.Context, filelist: Path, out: Path, layout: str, s
                    ae_config: str | None, vocoder: str | None,
                    device: str | None, precision: str, latent_dtype: str, batch_size: int, max_batch_seconds: float,
                    num_workers: int | None) -> None:
+    from dcae.errors import ConfigError
+    from dcae.hub import ModelNotFound, resolve_models
+    from dcae.latent_export import run_export
+    from dcae.model.checkpoint import CheckpointError
+
     if layout != "shards" and given_flags(ctx, ("shard_mb",)):
         fail("--shard-mb applies to --format shards only")
     try:

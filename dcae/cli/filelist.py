@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from preprocess.scan import DEFAULT_EXTS, generate_filelist
+from preprocess.filelist import DEFAULT_EXTS
 
 
 @click.command("filelist", context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,6 +42,8 @@ def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out
                      workers: int | None, flush_every: int, min_duration: float, val_fraction: float,
                      seed: int, val_out: Path | None, decode: bool, progress: bool) -> None:
     """Scan folders for valid audio files and write a filelist (one absolute path per line)."""
+    from preprocess.scan import generate_filelist
+
     inputs = [*paths, *extra_paths]
     if not inputs:
         raise click.UsageError("give at least one input folder or file (--paths DIR...)")

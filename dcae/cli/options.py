@@ -9,7 +9,6 @@ from typing import Callable, NoReturn
 import click
 from click.core import ParameterSource
 
-from dcae.pipeline import ModelLoadError, load_wrapper
 from dcae.precision import PRECISIONS
 
 
@@ -104,6 +103,8 @@ def model_options(f):
 
 def build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder: bool = True):
     """:func:`dcae.pipeline.load_wrapper` for a command: model problems end it with one line and exit code 2."""
+    from dcae.pipeline import ModelLoadError, load_wrapper
+
     try:
         return load_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder)
     except ModelLoadError as e:

@@ -11,10 +11,7 @@ from pathlib import Path
 import click
 
 from dcae.cli.options import fail, report_job
-from dcae.corpus.convert import pack, unpack
-from dcae.corpus.latent_file import LatentFileError
-from dcae.corpus.manifest import ManifestError
-from dcae.corpus.shards import DEFAULT_SHARD_MB, ShardError
+from dcae.corpus.defaults import DEFAULT_SHARD_MB
 
 WORKERS_HELP = "File-reading worker processes (default: none on CPU)."
 
@@ -34,6 +31,11 @@ def shards_command() -> None:
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
 def pack_command(manifest: Path, out: Path, shard_mb: float, num_workers: int | None) -> None:
     """Latent (and token, speaker) files of a manifest -> Parquet shards."""
+    from dcae.corpus.convert import pack
+    from dcae.corpus.latent_file import LatentFileError
+    from dcae.corpus.manifest import ManifestError
+    from dcae.corpus.shards import ShardError
+
     try:
         summary = pack(manifest, out, shard_mb, num_workers=num_workers)
     except (ManifestError, LatentFileError, ShardError, ValueError) as e:
@@ -50,6 +52,9 @@ def pack_command(manifest: Path, out: Path, shard_mb: float, num_workers: int | 
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
 def unpack_command(shards: Path, out: Path, num_workers: int | None) -> None:
     """Parquet shards -> one latent (token, speaker) file per utterance + manifest.jsonl + stats.json."""
+    from dcae.corpus.convert import unpack
+    from dcae.corpus.shards import ShardError
+
     try:
         summary = unpack(shards, out, num_workers=num_workers)
     except (ShardError, ValueError) as e:

@@ -18,17 +18,12 @@ from pathlib import Path
 import click
 
 from dcae.cli.options import device_option, fail, report_job
-from dcae.corpus import ManifestError
-from dcae.corpus.job import JobError
-from dcae.corpus.shards import is_shard_folder
-from dcae.distributed import init_distributed
-from tts.tokenizers import FSQTokenizerRunError, load_tokenizer
-from tts.tokenizers.load import S3_SPEC
-from tts.tokenizers.s3_weights import S3TokenizerUnavailable
-from tts.tokenizers.token_export import TokenExportError, export_shard_tokens, export_tokens
+from tts.tokenizers import S3_SPEC
 
 
 def check_spec(spec: str) -> None:
+    from tts.tokenizers.token_export import TokenExportError
+
     if spec != S3_SPEC and not Path(spec).exists():
         raise TokenExportError(f"--tokenizer {spec}: unknown tokenizer (want '{S3_SPEC}' or an FSQ tokenizer "
                                f"run folder, and there is no folder {spec})")
@@ -39,7 +34,7 @@ def check_spec(spec: str) -> None:
               help="manifest.jsonl of a dcae export folder, or a shard folder (the tokens go into its shards); "
                    "rows need audio_path.")
 @click.option("--tokenizer", "spec", required=True,
-              help=f"'{S3_SPEC}' (S3Tokenizer v2, 25 Hz, pip install -e \".[s3]\") or an FSQ tokenizer run folder "
+              help=f"'{S3_SPEC}' (S3Tokenizer v2, 25 Hz: the [s3] extra, README \"Extras\") or an FSQ tokenizer run folder "
                    f"(python -m tts.train --model fsq-tokenizer).")
 @click.option("--s3-model", default=None, type=click.Path(dir_okay=False),
               help="Local speech_tokenizer_v2_25hz.onnx (default: the s3tokenizer package's download cache).")
@@ -51,6 +46,14 @@ def check_spec(spec: str) -> None:
               help="Audio decoding worker processes (default: 0 on CPU, up to 4 per GPU process).")
 def tokens_command(manifest: Path, spec: str, s3_model: str | None, device: str | None, batch_size: int,
                    max_batch_seconds: float, num_workers: int | None) -> None:
+    from dcae.corpus.job import JobError
+    from dcae.corpus.manifest import ManifestError
+    from dcae.corpus.shards import is_shard_folder
+    from dcae.distributed import init_distributed
+    from tts.tokenizers import FSQTokenizerRunError, load_tokenizer
+    from tts.tokenizers.s3_weights import S3TokenizerUnavailable
+    from tts.tokenizers.token_export import TokenExportError, export_shard_tokens, export_tokens
+
     try:
         if batch_size < 1 or not max_batch_seconds > 0:
             raise TokenExportError("--batch-size must be >= 1 and --max-batch-seconds > 0")

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
-import torch
 
-from dcae.audio import AudioError, check_output_suffix, save_audio
 from dcae.cli.options import build_wrapper, fail, given_flags, lookahead_option, model_options
-from dcae.corpus import LatentFileError, LatentMeta, load_latent, other_autoencoder_warning, save_latent, weights_hash
-from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
-from tts.run import RunError, load_run
-from tts.synthesis import SynthesisError
-from tts.token_flow.streaming import DEFAULT_CHUNK_FRAMES
-from tts.token_flow.synthesis import speak_token_file
-from tts.token_lm.synthesis import save_token_output
-from tts.two_stage import LMOptions, speak_text
+from tts.token_flow import DEFAULT_CHUNK_FRAMES
+
+if TYPE_CHECKING:
+    from dcae.corpus import LatentMeta
+    from tts.two_stage import LMOptions
 
 LM_OPTIONS_HELP = {
     "out_tokens": "token-lm runs: write the generated speech tokens here (.safetensors token file).",
@@ -84,6 +79,8 @@ def refuse_inapplicable(ctx: click.Context, asked: _Asked) -> None:
 
 
 def _latent_meta(info: dict, frames: int) -> LatentMeta:
+    from dcae.corpus import LatentMeta
+
     return LatentMeta(sample_rate=int(info["sample_rate"]), hop_length=int(info["hop_length"]),
                       frame_rate=float(info["frame_rate"]),
                       num_samples=round(frames * float(info["sample_rate"]) / float(info["frame_rate"])),
@@ -146,6 +143,17 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     """Synthesize latents or audio with a trained TTS run: --text for text runs (ar, flow), --tokens
     for token-flow runs (add --stream to generate and decode chunk by chunk), --text for token-lm runs
     (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage)."""
+    import torch
+
+    from dcae.audio import AudioError, check_output_suffix
+    from dcae.corpus import LatentFileError, load_latent
+    from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
+    from tts.run import RunError, load_run
+    from tts.synthesis import SynthesisError
+    from tts.token_flow.synthesis import speak_token_file
+    from tts.token_lm.synthesis import save_token_output
+    from tts.two_stage import LMOptions, speak_text
+
     if out_latent is None and output is None and out_tokens is None:
         fail("give --out-latent F.safetensors and/or -o out.wav (--out-tokens F.safetensors for a token-lm run)")
     if out_tokens is not None and out_tokens.suffix.lower() != ".safetensors":
@@ -240,6 +248,8 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
 
 def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, precision):
     """The DC-AE decoder + vocoder for a run's latents (one-line errors; a warning for other AE weights)."""
+    from dcae.corpus import other_autoencoder_warning, weights_hash
+
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
     if wrapper.latent_dim != run.stats.dim:
         fail(f"{run_dir}: the run makes {run.stats.dim}-d latents but the autoencoder takes {wrapper.latent_dim}-d")
@@ -251,6 +261,9 @@ def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, pre
 
 
 def _write_outputs(run, latent, audio, wrapper, out_latent: Path | None, output: Path | None) -> None:
+    from dcae.audio import save_audio
+    from dcae.corpus import save_latent
+
     if out_latent is not None:
         save_latent(out_latent, latent, _latent_meta(run.latent_info, latent.shape[1]))
     if output is not None:

@@ -39,8 +39,10 @@ from dcae.atomic import atomic_write_json
 from dcae.audio import AudioError, check_audio, load_audio
 from dcae.corpus.stats import RunningStats
 from dcae.corpus.store import StorePart, done_rows
+from dcae.progress import progress_bar
 
 Log = Callable[[str], None]
+LOG_EVERY_SECONDS = 60  # without a progress bar (stderr is a log file): a progress line this often
 
 
 @dataclass(frozen=True)
@@ -289,13 +291,14 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
 
     # 2. the rest, decoded in background workers, batched, processed and committed batch by batch
     pending = work.order(pending)
-    bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit="utt", disable=not dist.is_main,
+    bar = progress_bar(total=len(mine), initial=len(mine) - len(pending), unit="utt", disable=not dist.is_main,
                desc=f"{work.label}{'' if dist.world_size == 1 else f' (rank 0 of {dist.world_size})'}",
                dynamic_ncols=True)
     started, audio_seconds, done_here, failed_here, read_here = time.perf_counter(), 0.0, 0, 0, 0
     loader = DataLoader(Inputs(pending, work.loader()), batch_size=None, shuffle=False,
                         num_workers=num_workers, prefetch_factor=4 if num_workers else None, collate_fn=_as_is)
     batcher = work.batcher()
+    lines_logged = [0]
 
     def failed(item: Item, reason: str) -> None:
         nonlocal failed_here
@@ -323,7 +326,11 @@ def run_job(work: Work, items: list[Item], dist: distributed.DistInfo, num_worke
         audio_seconds += sum(work.seconds(item, payload) for item, payload in batch)
         bar.update(len(batch))
         elapsed = max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix_str(f"{read_here / elapsed:.1f} utt/s, {audio_seconds / elapsed:.0f}x real time")
+        speed = f"{read_here / elapsed:.1f} utt/s, {audio_seconds / elapsed:.0f}x real time"
+        bar.set_postfix_str(speed)
+        if bar.disable and dist.is_main and elapsed >= LOG_EVERY_SECONDS * (1 + lines_logged[0]):
+            lines_logged[0] += 1  # no bar (a log file): a line a minute instead
+            log(f"{work.label}: {bar.n}/{len(mine)} utterances, {speed}")
 
     for item, audio in loader:
         if isinstance(audio, str):

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from dcae.audio import DEFAULT_SAMPLE_RATE
+from dcae.corpus.defaults import LATENT_EXTENSION  # noqa: F401 - importable from here too
 from dcae.corpus.tensor_file import TensorFileError, read_tensor, write_tensor
 from dcae.corpus.tensor_file import check_complete as _check_complete
 
 LATENT_KEY = "latent"
 DEFAULT_HOP_LENGTH = 256
 DEFAULT_FRAME_RATE = DEFAULT_SAMPLE_RATE / 4096  # 256-sample mel hop x 16 (DC-AE time compression)
-LATENT_EXTENSION = ".safetensors"
 
 
 class LatentFileError(TensorFileError):

@@ -36,14 +36,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dcae.atomic import atomic_path, atomic_write_json
+from dcae.corpus.defaults import DEFAULT_SHARD_MB, ROW_GROUP_ROWS
 from dcae.corpus.latent_file import DEFAULT_FRAME_RATE, DEFAULT_HOP_LENGTH, DEFAULT_SAMPLE_RATE
 from dcae.corpus.stats import RunningStats
 
 SHARDS_DIR = "shards"
 INDEX_FILE = "shards.json"
 META_KEY = b"dcae"
-ROW_GROUP_ROWS = 256  # rows per Parquet row group: the unit a streaming reader reads and shuffles
-DEFAULT_SHARD_MB = 256.0  # a shard is closed once its rows hold this many MB of latents
 
 BASE_FIELDS = [
     pa.field("id", pa.string(), nullable=False),

@@ -11,7 +11,6 @@ Nothing pickled is executed: ``torch.load(weights_only=True)`` or safetensors.
 """
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -100,8 +99,9 @@ def packaged_config_for(state: dict[str, torch.Tensor]) -> Path | None:
 
 
 def mismatch_message(source: str, config: DCAEConfig, state: dict[str, torch.Tensor],
-                     differences: tuple[list[str], list[str], list[str]]) -> str:
-    """One line: how ``state`` differs from ``config``'s model, and which packaged config it fits."""
+                     differences: tuple[list[str], list[str], list[str]], config_flag: str = "--ae-config") -> str:
+    """One line: how ``state`` differs from ``config``'s model, and which packaged config it fits
+    (to give as ``config_flag``)."""
     missing, unexpected, wrong = differences
     fit = packaged_config_for(state)
     if fit is not None:
@@ -109,16 +109,28 @@ def mismatch_message(source: str, config: DCAEConfig, state: dict[str, torch.Ten
                            (("missing", missing), ("unexpected", unexpected), ("mis-shaped", wrong)) if keys)
         ours, theirs = config.to_dict(), DCAEConfig.from_json(fit).to_dict()
         fields = [k for k in theirs if not k.startswith("_") and theirs[k] != ours.get(k)]
-        shown = os.path.relpath(fit) if not os.path.relpath(fit).startswith("..") else str(fit)
         return (f"{source}: does not fit {config.source} ({counts} tensors); it fits the packaged {fit.name} "
-                f"(--ae-config {shown}), which differs in {', '.join(fields)}")
+                f"({config_flag} {fit.stem}), which differs in {', '.join(fields)}")
     problems = []
     for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
         if keys:
             problems.append(f"{len(keys)} {label}: {keys[0]}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""))
     names = ", ".join(p.name for p in packaged_configs())
     return (f"{source}: does not fit {config.source} ({'; '.join(problems)}); it fits none of the packaged "
-            f"configs ({names}) either: pass the config it was trained with (--ae-config)")
+            f"configs ({names}) either: pass the config it was trained with ({config_flag})")
+
+
+def check_fits(config: DCAEConfig, state: dict[str, torch.Tensor], source: str,
+               config_flag: str = "--ae-config") -> None:
+    """Raise :class:`CheckpointError` (one line) unless ``state`` (either weight layout) fits ``config``'s
+    model; the model is built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        module = DCAEWrapper(config)
+    if not is_weight_norm_layout(state):
+        fold_weight_norm(module)
+    differences = _differences(_state_shapes(module), state)
+    if any(differences):
+        raise CheckpointError(mismatch_message(source, config, state, differences, config_flag))
 
 
 def load_state_into(module: DCAEWrapper, state: dict[str, torch.Tensor], source: str) -> None:

@@ -27,6 +27,16 @@ def packaged_configs() -> list[Path]:
     return sorted(CONFIG_DIR.glob("*.json"))
 
 
+def config_path(value: str | Path) -> Path:
+    """A config given as a path, or as the name of a packaged one (``default``, ``tiny``: what
+    ``--ae-config`` and ``--model-config-path`` take besides a file)."""
+    path = Path(value)
+    if not path.is_file() and path.suffix == "" and (CONFIG_DIR / f"{path.name}.json").is_file() \
+            and len(path.parts) == 1:
+        return CONFIG_DIR / f"{path.name}.json"
+    return path
+
+
 @dataclass
 class DCAEConfig:
     in_channels: int = 1
@@ -64,7 +74,8 @@ class DCAEConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "DCAEConfig":
-        path = Path(path)
+        """A config file, or a packaged config by name (:func:`config_path`)."""
+        path = config_path(path)
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -20,6 +20,7 @@ run's saved ``train_config.json`` (paths in it are absolute; options given again
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,20 @@ import torch.nn.functional as F
 
 from dcae.audio import AudioError
 from dcae.audio_shards import is_audio_shards
-from dcae.hub import ModelNotFound, resolve_vocoder_dir
-from dcae.model.checkpoint import normalise_keys
-from dcae.model.config import DEFAULT_CONFIG
+from dcae.hub import DEFAULT_AE_FILE, ModelNotFound, resolve_ae_model, resolve_vocoder_dir
+from dcae.model.checkpoint import (
+    CheckpointError,
+    check_fits,
+    is_weight_norm_layout,
+    load_state_into,
+    normalise_keys,
+    read_state_dict,
+)
+from dcae.model.config import DEFAULT_CONFIG, DCAEConfig
 from dcae.model.discriminators import MelDiscriminator
 from dcae.model.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
 from dcae.model.losses import dispersive_loss
+from dcae.model.weight_norm import add_weight_norm, fold_weight_norm
 from dcae.model.wrapper import DCAEWrapper
 from dcae.training import ConfigError, RunConfig, Trainer, TrainingRun, run_main
 from dcae.training.optim import MuonAdamW, Schedulers
@@ -54,12 +63,12 @@ MIN_FRAMES = 64  # the PatchGAN discriminator's five stride-2 convs need at leas
 class TrainConfig(RunConfig):
     """Training configuration of the DC-AE mel VAE (the reference trainer's fields and defaults, plus more)."""
 
-    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("train_dataset_path", "val_dataset_path", "model_config_path",
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("train_dataset_path", "val_dataset_path", "model_config_path", "init_from",
                                               "vocoder_config_path", "vocoder_path", "model_save_path", "log_dir")
 
     # data and models (reference fields)
     train_dataset_path: str = "filelists/filelist.txt"  # filelist of training audio ('path' or 'path|text' lines), or a folder of WebDataset .tar / Parquet audio shards
-    model_config_path: str = str(DEFAULT_CONFIG)  # DC-AE config (diffusers JSON)
+    model_config_path: str = str(DEFAULT_CONFIG)  # DC-AE config (diffusers JSON), or a packaged one by name: default, tiny
     vocoder_config_path: str = str(PACKAGED_MEL_CONFIG)  # mel settings (BigVGAN config.json)
     output_channels: int = 80  # mel bins seen by the discriminators
 
@@ -79,7 +88,7 @@ class TrainConfig(RunConfig):
     save_interval: int = 1000  # steps between checkpoint sets
 
     warmup_steps: int = 0  # linear learning-rate warmup, then cosine decay to 0 at max_steps
-    num_workers: int = 4  # audio-decoding worker processes per training process
+    num_workers: int = min(4, os.cpu_count() or 1)  # audio-decoding worker processes per training process (default: 4, at most the machine's cores)
     segment_samples: int = 256 * 16 * 60  # samples per training segment (a multiple of hop x compression)
 
     # additions
@@ -91,6 +100,10 @@ class TrainConfig(RunConfig):
     vocoder_path: str | None = None  # BigVGAN folder (config.json + bigvgan_generator.pt) or hub id, for validation audio
     min_audio_seconds: float = 0.1  # shorter training files are skipped
     keep_checkpoints: int = 5  # newest complete checkpoint sets kept (0: keep all)
+
+    # fine-tuning (docs/training.md, "Fine-tuning the published model")
+    init_from: str | None = None  # a new run starts from this generator: a .pt (official layout) or .safetensors file, a hub id owner/repo[/file], or "published" (KdaiP/DC-Speech-VAE); fresh discriminator, optimizers and schedule
+    freeze: str | None = None  # encoder (the latent space stays bit-identical: exported latents and TTS runs stay valid) or decoder: that part is not trained
 
     def run_dir(self) -> Path:
         return Path(self.model_save_path)
@@ -193,8 +206,19 @@ class DCAETrainer(Trainer):
 
     def check(self) -> None:
         """The files the run needs, before the first step: the validation filelist and vocoder too,
-        which are first used at step ``val_interval``."""
+        which are first used at step ``val_interval``; the generator to start from."""
         cfg = self.cfg
+        if cfg.freeze not in (None, "", "none", "encoder", "decoder"):
+            raise ConfigError(f"--freeze: expected encoder or decoder, got {cfg.freeze!r}")
+        self.init_state = None
+        if cfg.init_from:  # read and checked against the config now, loaded by started() into a new run
+            try:
+                self.init_path = init_checkpoint(cfg.init_from)
+                self.init_state = normalise_keys(read_state_dict(self.init_path))
+                check_fits(DCAEConfig.from_json(cfg.model_config_path), self.init_state, str(self.init_path),
+                           "--model-config-path")
+            except (ModelNotFound, CheckpointError) as e:
+                raise ConfigError(f"--init-from: {e}") from None
         if not Path(cfg.train_dataset_path).is_file() and not is_audio_shards(cfg.train_dataset_path):
             raise ConfigError(f"--train-dataset-path: {cfg.train_dataset_path}: neither a filelist nor a folder of "
                               f"audio shards (.tar / .parquet)")
@@ -214,6 +238,9 @@ class DCAETrainer(Trainer):
     def build(self, run: TrainingRun) -> None:
         cfg, device = self.cfg, run.device
         self.generator = DCAEWrapper(cfg.model_config_path).to(device)
+        self.frozen = None
+        if cfg.freeze in ("encoder", "decoder"):  # before the optimizers: they take the trainable parameters only
+            self.frozen = getattr(self.generator.model, cfg.freeze).requires_grad_(False)
         self.discriminator = MelDiscriminator(cfg.output_channels).to(device)
         self.mel_fn = MelSpectrogram(cfg.vocoder_config_path).to(device)
         multiple = self.mel_fn.hop_length * self.generator.compression
@@ -241,6 +268,20 @@ class DCAETrainer(Trainer):
         self.validation: tuple | None = None
         self.truth_logged = False
 
+    def started(self, run: TrainingRun) -> None:
+        """A new run with ``--init-from`` starts from that generator (a resumed run from its checkpoint)."""
+        cfg = self.cfg
+        if not cfg.init_from:
+            return
+        if run.step > 0:
+            run.log(f"--init-from {cfg.init_from}: not used, the run resumes from its own checkpoint (step {run.step})")
+            return
+        load_generator_weights(self.generator, self.init_state, str(self.init_path))
+        self.init_state = None
+        frozen = f"; {cfg.freeze} frozen" if self.frozen is not None else ""
+        run.log(f"generator initialised from {self.init_path}; new discriminator, optimizers and learning-rate "
+                f"schedule (warmup {cfg.warmup_steps} steps){frozen}")
+
     def dataset(self, run: TrainingRun) -> SegmentDataset:
         return SegmentDataset(self.cfg.train_dataset_path, self.cfg.segment_samples, self.mel_fn.sample_rate,
                               self.cfg.min_audio_seconds)
@@ -250,6 +291,8 @@ class DCAETrainer(Trainer):
 
     def train_step(self, batch: SegmentBatch, run: TrainingRun) -> dict[str, torch.Tensor | float]:
         note_skipped(batch, self.skipped_files, run.log)  # files that could not be used
+        if self.frozen is not None:
+            self.frozen.eval()  # nothing in it changes, running statistics included
         with torch.no_grad():
             mel = self.mel_fn(batch.audio)  # (B, n_mels, T)
         losses = gan_step(self, mel, run)
@@ -281,6 +324,30 @@ class DCAETrainer(Trainer):
 
     def adapt_state_dict(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return normalise_keys(state)  # also the reference's DDP/compile prefixes and bare AutoencoderDC keys
+
+
+def init_checkpoint(value: str) -> Path:
+    """The generator file ``--init-from`` names: a local file, ``owner/repo/file`` or ``owner/repo`` on the
+    hub (``generator_700000.pt`` then), or ``published`` (the published DC-Speech-VAE weights)."""
+    if value == "published":
+        return resolve_ae_model(None)
+    path = Path(value)
+    if not path.exists() and value.count("/") == 1 and not value.startswith((".", "/", "~")):
+        return resolve_ae_model(f"{value}/{DEFAULT_AE_FILE}")
+    return resolve_ae_model(value)
+
+
+def load_generator_weights(generator: DCAEWrapper, state: dict[str, torch.Tensor], source: str) -> None:
+    """A generator ``state`` (official weight-norm layout, or folded plain weights) into the training
+    ``generator`` (weight norm applied). Raises :class:`CheckpointError` (one line naming the config the
+    checkpoint fits) when it does not fit the generator's config."""
+    if is_weight_norm_layout(state):
+        load_state_into(generator, state, source)
+        return
+    plain = fold_weight_norm(DCAEWrapper(generator.config))
+    load_state_into(plain, state, source)
+    add_weight_norm(plain.model)
+    generator.load_state_dict(plain.to(next(generator.parameters()).device).state_dict())
 
 
 def gan_step(trainer: DCAETrainer, mel: torch.Tensor, run: TrainingRun) -> dict[str, torch.Tensor]:

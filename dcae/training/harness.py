@@ -46,6 +46,7 @@ from tqdm import tqdm
 from dcae.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from dcae.errors import ConfigError
 from dcae.precision import resolve_precision
+from dcae.progress import progress_bar
 from dcae.seeds import mix_seed
 from dcae.training.checkpoints import CheckpointManager
 from dcae.training.config import RunConfig
@@ -407,7 +408,7 @@ def train(trainer: Trainer) -> int:
     scalars = ScalarLog(cfg.tensorboard_dir(), cfg.run_dir() / "metrics.jsonl", step, enabled=run.is_main)
     run.writer = scalars.writer
 
-    bar = tqdm(total=cfg.max_steps if cfg.max_steps < 1e12 else None, initial=step, disable=not run.is_main,
+    bar = progress_bar(total=cfg.max_steps if cfg.max_steps < 1e12 else None, initial=step, disable=not run.is_main,
                dynamic_ncols=True, unit="step")
     started = time.perf_counter()
     t_last, step_last = started, step
@@ -454,6 +455,9 @@ def train(trainer: Trainer) -> int:
                                      "speed/samples_per_second": rate * cfg.batch_size * run.world_size,
                                      "training/nonfinite_steps": float(nonfinite_total)})
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4f}" for k, v in list(means.items())[:4]})
+                if bar.disable:  # no bar (a log file): a line instead
+                    shown = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in list(means.items())[:4])
+                    run.log(f"step {step}: {shown} ({rate:.2f} steps/s)")
                 sums, counted = {}, 0
 
             out_of_time = cfg.max_minutes > 0 and time.perf_counter() - started > 60 * cfg.max_minutes

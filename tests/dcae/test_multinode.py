@@ -16,13 +16,14 @@ import pytest
 import torch
 
 from dcae import DCAEWrapper
-from dcae.corpus import load_latent, read_manifest
 from tests.conftest import REPO, TINY_CONFIG
 from tests.dcae.training.test_harness import assert_same_history, synthetic_manifest
 from tests.netns import cannot_make_namespaces, two_hosts
 
 pytestmark = pytest.mark.slow
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# a fresh rendezvous store per round (docs/corpus.md, "Many nodes"): with the store shared across rounds, a
+# restarted rank can read the previous round's address of rank 0 and fail again, and the other node then waits
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
 @pytest.fixture(scope="module")

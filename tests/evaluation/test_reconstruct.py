@@ -33,8 +33,13 @@ def test_collisions_use_the_commands_rule(tmp_path, monkeypatch):
     import dcae.paths
     import evaluation.reconstruct
 
-    assert evaluation.reconstruct.colliding_outputs is dcae.paths.colliding_outputs is dcae.cli.audio.colliding_outputs
+    assert evaluation.reconstruct.colliding_outputs is dcae.paths.colliding_outputs
     seen = []
+    # the commands import it when they run: the one in dcae.paths is what they call
+    monkeypatch.setattr(dcae.paths, "colliding_outputs", lambda jobs: seen.append(jobs) or [])
+    (tmp_path / "a.wav").write_bytes(b"")
+    dcae.cli.audio.prepare_jobs([str(tmp_path / "a.wav")], str(tmp_path / "o"), (".wav",), ".wav")
+    assert len(seen) == 1 and seen.pop()[0][0] == tmp_path / "a.wav"
 
     def spy(jobs):
         seen.append(jobs)

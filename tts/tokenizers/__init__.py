@@ -10,14 +10,27 @@
 - :mod:`.load`: ``load_tokenizer("s3" | RUN_DIR)`` for commands.
 - :mod:`.export`: token files + manifest fields for an exported corpus (``dcae tokens``).
 
-The S3 modules import the ``s3tokenizer`` package only when an S3 tokenizer is built.
+The S3 modules import the ``s3tokenizer`` package only when an S3 tokenizer is built; the names
+below are loaded on first use (``from tts.tokenizers import FSQTokenizer``).
 """
-from tts.tokenizers.base import SpeechTokenizer
-from tts.tokenizers.fsq import FSQTokenizer
-from tts.tokenizers.fsq_config import FSQTokenizerConfig, fsq_preset
-from tts.tokenizers.fsq_run import FSQTokenizerRunError, load_fsq_tokenizer, save_fsq_tokenizer
-from tts.tokenizers.load import load_tokenizer
-from tts.tokenizers.usage import CodebookUsage, codebook_usage
+from __future__ import annotations
 
-__all__ = ["SpeechTokenizer", "FSQTokenizer", "FSQTokenizerConfig", "fsq_preset", "FSQTokenizerRunError",
-           "load_fsq_tokenizer", "save_fsq_tokenizer", "load_tokenizer", "CodebookUsage", "codebook_usage"]
+import importlib
+
+S3_SPEC = "s3"  # what --tokenizer names S3Tokenizer by
+
+_EXPORTS = {
+    "SpeechTokenizer": "tts.tokenizers.base", "FSQTokenizer": "tts.tokenizers.fsq",
+    "FSQTokenizerConfig": "tts.tokenizers.fsq_config", "fsq_preset": "tts.tokenizers.fsq_config",
+    "FSQTokenizerRunError": "tts.tokenizers.fsq_run", "load_fsq_tokenizer": "tts.tokenizers.fsq_run",
+    "save_fsq_tokenizer": "tts.tokenizers.fsq_run", "load_tokenizer": "tts.tokenizers.load",
+    "CodebookUsage": "tts.tokenizers.usage", "codebook_usage": "tts.tokenizers.usage",
+}
+
+__all__ = ["S3_SPEC", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tts.tokenizers' has no attribute {name!r}")

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import torch
 
+from tts.tokenizers import S3_SPEC
 from tts.tokenizers.base import SpeechTokenizer
 from tts.tokenizers.fsq_run import load_fsq_tokenizer
-
-S3_SPEC = "s3"
 
 
 def load_tokenizer(spec: str | Path, device: str | torch.device = "cpu", s3_model: str | Path | None = None,

@@ -1,7 +1,7 @@
 """S3Tokenizer v2 (CosyVoice 2's ``speech_tokenizer_v2_25hz``): 16 kHz audio -> 25 Hz tokens, 6561 codes.
 
-The model and its log-mel front end are the ``s3tokenizer`` package's own (optional extra
-``pip install -e ".[s3]"``); this module adds the :class:`~tts.tokenizers.base.SpeechTokenizer`
+The model and its log-mel front end are the ``s3tokenizer`` package's own (README, "Extras":
+the ``[s3]`` extra and ``pip install --no-deps s3tokenizer==0.3.0``); this module adds the :class:`~tts.tokenizers.base.SpeechTokenizer`
 interface around them: any input sample rate (resampled with :func:`dcae.audio.resample`),
 batches of clips of any lengths, and audio longer than the model's 30 s window (overlapping
 windows, :mod:`tts.tokenizers.windows`).

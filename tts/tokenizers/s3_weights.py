@@ -1,6 +1,7 @@
 """Getting the ``s3tokenizer`` package and the S3Tokenizer v2 weights, with one-line errors.
 
-The package (optional extra ``pip install -e ".[s3]"``) downloads ``speech_tokenizer_v2_25hz.onnx``
+The package (:data:`INSTALL_HINT`: the ``[s3]`` extra, then s3tokenizer without its declared
+dependencies) downloads ``speech_tokenizer_v2_25hz.onnx``
 from ModelScope into ``$XDG_CACHE_HOME/s3tokenizer`` (default ``~/.cache/s3tokenizer``) at run time
 and checks its SHA-256. Offline, :class:`S3WeightsNotFound` says in one line what to fetch, where
 the cache expects it, and how to point at a local copy (``--s3-model`` / ``DCAE_S3_TOKENIZER``).
@@ -8,7 +9,8 @@ the cache expects it, and how to point at a local copy (``--s3-model`` / ``DCAE_
 ``s3tokenizer`` imports ``torchaudio`` at the top of its ``utils`` module for a file loader that we
 never call (audio is decoded and resampled by :mod:`dcae.audio`). PyPI's torchaudio wheels are
 CUDA builds tied to one torch release, so on a CPU build of torch, or another torch release, that
-import fails; :func:`import_s3tokenizer` then puts an empty stand-in module in its place.
+import fails; :func:`import_s3tokenizer` then puts an empty stand-in module in its place while
+s3tokenizer imports.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ MODEL_NAME = "speech_tokenizer_v2_25hz"
 ENV_VAR = "DCAE_S3_TOKENIZER"
 DEFAULT_FLAG = "--s3-model"
 CONNECT_TIMEOUT_S = 10.0
+INSTALL_HINT = 'pip install "dc-speech-vae[s3]" && pip install --no-deps s3tokenizer==0.3.0 (README, "Extras")'
 
 
 class S3TokenizerUnavailable(RuntimeError):
@@ -46,17 +49,23 @@ def _stand_in_torchaudio() -> types.ModuleType:
 
 
 def import_s3tokenizer() -> types.ModuleType:
-    """``import s3tokenizer``, or :class:`S3TokenizerUnavailable` naming the extra to install."""
+    """``import s3tokenizer``, or :class:`S3TokenizerUnavailable` naming what to install. The stand-in
+    torchaudio is in ``sys.modules`` only while s3tokenizer imports: a later ``import torchaudio`` of the
+    user's gets the real module or the real error."""
+    stand_in = None
     if "torchaudio" not in sys.modules:
         try:
             import torchaudio  # noqa: F401
         except Exception:  # noqa: BLE001 - ImportError, OSError (missing libs), RuntimeError (CUDA mismatch)
-            sys.modules["torchaudio"] = _stand_in_torchaudio()
+            stand_in = sys.modules["torchaudio"] = _stand_in_torchaudio()
     try:
         import s3tokenizer
     except ImportError as e:
-        raise S3TokenizerUnavailable(f"the s3tokenizer package is not installed ({e}); "
-                                     'install the extra: pip install -e ".[s3]"') from None
+        raise S3TokenizerUnavailable(f"the s3tokenizer package is not installed ({e}); install it: {INSTALL_HINT}"
+                                     ) from None
+    finally:
+        if stand_in is not None and sys.modules.get("torchaudio") is stand_in:
+            del sys.modules["torchaudio"]
     return s3tokenizer
 
 

@@ -20,6 +20,7 @@ After every checkpoint set the run folder gets the tokenizer's inference files
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -55,7 +56,7 @@ class FSQTrainConfig(RunConfig):
     min_audio_seconds: float = 0.1  # shorter training files are skipped
     val_num_clips: int = 64  # validation files used (the first ones of --val-filelist)
     val_max_seconds: float = 20.0  # each validation clip is the start of its file, at most this long
-    num_workers: int = 2  # audio-decoding worker processes per training process
+    num_workers: int = min(2, os.cpu_count() or 1)  # audio-decoding worker processes per training process (at most the cores)
 
     # tokenizer (tts.tokenizers.FSQTokenizerConfig; --preset tiny|base sets them)
     mel_frames_per_token: int = 4  # divides 16: 4 -> 21.53 tokens/s = 4 per DC-AE latent frame

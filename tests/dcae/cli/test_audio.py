@@ -250,3 +250,75 @@ def test_file_path_and_tensor_path_give_the_same_latent(tiny_generator, tmp_path
     wrapper = DCAEInferenceWrapper(tiny_generator, TINY, device="cpu", with_vocoder=False)
     from_tensor = wrapper.encode(load_audio(tmp_path / "in.wav", sample_rate=None), 48000)[0]
     torch.testing.assert_close(load_latent(tmp_path / "z.safetensors")[0], from_tensor, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- inputs checked before any model is looked up
+BAD_FILES = {  # name -> (writer, reason printed)
+    "silent.wav": (lambda p: sf.write(p, np.zeros(8000, np.float32), 16000), "silent audio"),
+    "nan.wav": (lambda p: sf.write(p, np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT"), "audio contains NaN"),
+    "corrupt.wav": (lambda p: p.write_bytes(b"RIFF" + bytes(300)), "not a readable audio file"),
+    "empty.wav": (lambda p: p.write_bytes(b""), "empty file"),
+    "short.wav": (lambda p: sf.write(p, tone(22050, 0.005), 22050), "too short"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+@pytest.mark.parametrize("command", [reconstruct_command, encode_command])
+def test_a_bad_input_file_is_refused_before_any_model_is_looked_up(offline_empty_cache, tmp_path, name, command):
+    """Offline with an empty cache, looking the models up would fail naming what to fetch: the input's
+    problem comes first and alone."""
+    write, reason = BAD_FILES[name]
+    write(tmp_path / name)
+    out = tmp_path / ("out.wav" if command is reconstruct_command else "out.safetensors")
+    result = CliRunner().invoke(command, [str(tmp_path / name), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / name}: {reason}" in result.output
+    assert "generator_700000.pt" not in result.output and not out.exists()
+
+
+def test_folder_inputs_are_checked_up_front_broken_links_named(offline_empty_cache, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "good.wav", tone(22050), 22050)
+    BAD_FILES["corrupt.wav"][0](src / "corrupt.wav")
+    BAD_FILES["empty.wav"][0](src / "empty.wav")
+    (src / "gone.flac").symlink_to(tmp_path / "deleted.flac")
+    result = CliRunner().invoke(reconstruct_command, [str(src), "-o", str(tmp_path / "out")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2  # then the model lookup fails (offline), after the inputs were named
+    expected = [f"error: {src / 'corrupt.wav'}: not a readable audio file", f"error: {src / 'empty.wav'}: empty file",
+                f"error: {src / 'gone.flac'}: broken symbolic link (to {tmp_path / 'deleted.flac'})"]
+    assert all(line.startswith(start) for line, start in zip(lines[:3], expected, strict=True)), lines
+    assert len(lines) == 4 and "generator_700000.pt" in lines[3]
+
+
+def test_a_bad_latent_is_refused_before_the_models(offline_empty_cache, tmp_path):
+    latent = torch.zeros(80, 4)
+    latent[0, 0] = float("nan")
+    save_latent(tmp_path / "nan.safetensors", latent, LatentMeta(22050, 256, 22050 / 4096, 16384, "x"))
+    result = CliRunner().invoke(decode_command, [str(tmp_path / "nan.safetensors"), "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {tmp_path / 'nan.safetensors'}: latent contains NaN or Inf values"
+
+
+def test_a_log_file_reads_line_by_line(tiny_generator, small_vocoder, tmp_path):
+    """stderr not a terminal (a job's log): no bar fragments; the error line and the summary, each a line."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        sf.write(src / f"{i}.wav", tone(22050) if i != 1 else np.zeros(22050, np.float32), 22050)
+    result = CliRunner().invoke(reconstruct_command, [str(src), "-o", str(tmp_path / "out")]
+                                + flags(tiny_generator, small_vocoder))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"error: {src / '1.wav'}: silent audio (peak 0.00e+00)",
+                                          "reconstruct: 2 written, 0 skipped (exist; -f to overwrite), 1 failed"]
+
+
+def test_packaged_config_by_name(tiny_generator, tmp_path):
+    sf.write(tmp_path / "in.wav", tone(22050), 22050)
+    result = CliRunner().invoke(encode_command, [str(tmp_path / "in.wav"), "-o", str(tmp_path / "z.safetensors"),
+                                                 "--ae-model", str(tiny_generator), "--ae-config", "tiny"])
+    assert result.exit_code == 0, result.output
+    mismatch = CliRunner().invoke(encode_command, [str(tmp_path / "in.wav"), "-o", str(tmp_path / "y.safetensors"),
+                                                   "--ae-model", str(tiny_generator), "--ae-config", "default"])
+    assert mismatch.exit_code == 2 and "(--ae-config tiny)" in mismatch.output

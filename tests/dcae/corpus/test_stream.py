@@ -21,19 +21,12 @@ from tts.synthetic import SyntheticTokenCorpus
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> tuple[Path, Path]:
-    """(manifest, shard folder with row groups of 16 rows) of the same 120 utterances."""
+    """(manifest, shard folder of several small shards) of the same 120 utterances."""
     root = tmp_path_factory.mktemp("stream")
     corpus = SyntheticTokenCorpus(vocab=8, dim=4)
     manifest = corpus.write(root / "files", corpus.random_sequences(120, seed=1, min_len=5, max_len=40))
-    import dcae.corpus.shards as shards
-
-    real = shards.ROW_GROUP_ROWS
-    shards.ROW_GROUP_ROWS = 16
-    try:
-        result = CliRunner().invoke(shards_command, ["pack", "--manifest", str(manifest), "--out",
-                                                     str(root / "shards"), "--shard-mb", "0.01"])
-    finally:
-        shards.ROW_GROUP_ROWS = real
+    result = CliRunner().invoke(shards_command, ["pack", "--manifest", str(manifest), "--out", str(root / "shards"),
+                                                 "--shard-mb", "0.01"])
     assert result.exit_code == 0, result.output
     return manifest, root / "shards"
 

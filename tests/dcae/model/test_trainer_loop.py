@@ -126,3 +126,17 @@ def test_validation_logs_mel_l1_images_audio_and_pesq_stoi(corpus, small_vocoder
     assert {"validation/audio_0", "validation/audio_0_truth"} <= set(tags["audio"])
     assert "validation/mel_0" in tags["images"]
     assert 1.0 <= events.Scalars("validation/pesq_wb")[0].value <= 4.7
+
+
+def test_defaults_fit_the_machine_and_packaged_configs_go_by_name(corpus, tmp_path, capsys):
+    """No more data-loading workers than cores by default (torch warns on every start otherwise);
+    ``--model-config-path tiny`` is the packaged config."""
+    import warnings
+
+    assert train.TrainConfig().num_workers == min(4, os.cpu_count() or 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # DataLoader's "exceeds the suggested max number of worker"
+        extra = ["--num-workers", str(train.TrainConfig().num_workers), "--model-config-path", "tiny"]
+        assert train.main(args(corpus, tmp_path, 1, "--batch-size", "1", *extra)) == 0
+    saved = (tmp_path / "ckpt" / "train_config.json").read_text()
+    assert '"model_config_path": "tiny"' in saved

@@ -20,7 +20,7 @@ def _s3tokenizer():
     try:
         return s3_weights.import_s3tokenizer()
     except S3TokenizerUnavailable:
-        pytest.skip('the s3tokenizer package is not installed: pip install -e ".[s3]"')
+        pytest.skip(f"the s3tokenizer package is not installed: {s3_weights.INSTALL_HINT}")
 
 
 def babble(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:

@@ -316,14 +316,16 @@ def test_s3tokenizer_random_weights_through_the_command(corpus, monkeypatch):
 
         import_s3tokenizer()
     except Exception:  # noqa: BLE001
-        pytest.skip('the s3tokenizer package is not installed: pip install -e ".[s3]"')
+        pytest.skip("the s3tokenizer package is not installed (README, 'Extras')")
     from s3tokenizer.model_v2 import ModelConfig
 
     from tts.tokenizers.s3 import S3Tokenizer
 
     torch.manual_seed(0)
     tok = S3Tokenizer(build_s3_model(ModelConfig(n_mels=128, n_audio_state=128, n_audio_head=2, n_audio_layer=2)))
-    monkeypatch.setattr(tokens_cli, "load_tokenizer", lambda spec, **kw: tok if spec == "s3" else None)
+    import tts.tokenizers.load
+
+    monkeypatch.setattr(tts.tokenizers.load, "load_tokenizer", lambda spec, **kw: tok if spec == "s3" else None)
     result = run_cli(*tokens_args(corpus, "s3"))
     assert result.exit_code == 0, result.output
     for row in rows_of(corpus):
