@@ -17,7 +17,11 @@ held out). The figures in docs/training.md come from group A = the suite's Engli
 (``tests/data/get_speech.py``: one female US-English speaker) and group B = the Canadian-French
 prompts of another speaker (Debian ``asterisk-core-sounds-fr-g722``: ``apt-get download`` it,
 ``dpkg -x`` it, and decode its ``.g722`` files to WAV, e.g. with ``tests/data/get_speech.py``'s
-``convert``).
+``convert``), once as they are and once through a telephone band (another recording chain):
+
+    for f in fr/*.wav; do ffmpeg -i "$f" -af "highpass=f=300,highpass=f=300,lowpass=f=3400,lowpass=f=3400" \
+        "fr_tel/$(basename "$f")"; done
+    python benchmarks/finetune.py --group-a SPEECH/en --group-b fr_tel --out /tmp/ft --steps-a 1200 --steps-b 600
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from dcae.audio import load_audio  # noqa: E402
 from dcae.pipeline import DCAEInferenceWrapper  # noqa: E402
 from dcae.precision import resolve_precision  # noqa: E402
 from dcae.receptive_field import chunk_windows  # noqa: E402
-from tests.test_inference_pipeline import reference_models, reference_pipeline  # noqa: E402  (the reference, written out)
+from tests.dcae.test_pipeline import reference_models, reference_pipeline  # noqa: E402  (the reference, written out)
 from vocoder.bigvgan_loader import build_generator, save_vocoder_folder  # noqa: E402
 from vocoder.field import vocoder_receptive_field  # noqa: E402
 from vocoder.mel import load_bigvgan_config  # noqa: E402

@@ -3,6 +3,7 @@ folder ($DCAE_SPEECH_DIR, else ~/.cache/dcae-speech); tests that need it skip, s
 cannot be fetched."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,6 +19,49 @@ VOCODER_CONFIG = REPO / "vocoder" / "configs" / "bigvgan_v2_22khz_80band_256x.js
 
 
 SPEECH_SCRIPT = REPO / "tests" / "data" / "get_speech.py"
+DEVICE_ENV = "DCAE_TEST_DEVICE"
+
+
+def test_device_name() -> str:
+    """The device the ``device``-marked tests run the toolkit on: ``$DCAE_TEST_DEVICE``, else cpu."""
+    return os.environ.get(DEVICE_ENV, "").strip() or "cpu"
+
+
+test_device_name.__test__ = False  # a helper, not a test
+
+
+def pytest_configure(config):
+    """``DCAE_TEST_DEVICE=cuda`` on a machine where torch sees no GPU stops the run at once (rather than
+    skipping every device test, which would look like a pass)."""
+    name = test_device_name()
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise pytest.UsageError(f"{DEVICE_ENV}={name}: not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"{DEVICE_ENV}={name}: torch {torch.__version__} sees no CUDA device here")
+    if dev.type not in ("cpu", "cuda"):
+        raise pytest.UsageError(f"{DEVICE_ENV}={name}: the device tests run on cpu or cuda")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes the ``on_device`` fixture is marked ``device`` (``pytest -m device`` selects
+    them: the subset benchmarks/gpu_check.py runs on a GPU)."""
+    for item in items:
+        if "on_device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture(scope="session")
+def on_device() -> torch.device:
+    """The device under test (``$DCAE_TEST_DEVICE``, default cpu). Tests taking it run the toolkit there and
+    compare with references computed on the CPU. On CUDA, TF32 is switched off for the session: the parity
+    tests compare fp32 with fp32 (TF32 convolutions alone differ by ~1e-3)."""
+    dev = torch.device(test_device_name())
+    if dev.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return dev
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Files of the reference repository (KdaiP/DC-Speech-VAE) imported as modules, for parity checks.
 
-The reference is not a package: point ``DCAE_REFERENCE_REPO`` at a git clone of it; without the
-variable the tests that need it skip, saying so. Nothing of it is copied into this project.
+The reference is not a package: point ``DCAE_REFERENCE_REPO`` at a clone of it (a work tree, or a
+bare git folder whose ``HEAD`` is read); without the variable the tests that need it skip, saying so.
+Nothing of it is copied into this project.
 """
 from __future__ import annotations
 
@@ -18,12 +19,19 @@ def reference_available() -> bool:
     return REFERENCE_REPO is not None and REFERENCE_REPO.is_dir()
 
 
-def import_reference_file(path: str, folder: Path) -> ModuleType:
-    """Write ``HEAD:path`` of the reference repository into ``folder`` and import it."""
+def reference_source(path: str) -> str:
+    """The text of ``path`` in the reference repository: the work tree's file, else ``HEAD:path``."""
     if not reference_available():
         raise FileNotFoundError(f"{REFERENCE_REPO}: reference repository not found (set DCAE_REFERENCE_REPO)")
-    source = subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"],
-                            capture_output=True, text=True, check=True).stdout
+    if (REFERENCE_REPO / path).is_file():
+        return (REFERENCE_REPO / path).read_text()
+    return subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def import_reference_file(path: str, folder: Path) -> ModuleType:
+    """Write ``path`` of the reference repository into ``folder`` and import it."""
+    source = reference_source(path)
     file = Path(folder) / Path(path).name
     file.write_text(source)
     spec = importlib.util.spec_from_file_location(f"reference_{file.stem}", file)

@@ -70,9 +70,10 @@ def read_manifest(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
-def test_export_matches_single_file_encode(tmp_path, corpus, tiny_checkpoint):
+def test_export_matches_single_file_encode(tmp_path, corpus, tiny_checkpoint, on_device):
+    """Batched export on the device under test vs one file at a time on the CPU."""
     out = tmp_path / "latents"
-    result = run_cli(export_args(corpus, out, tiny_checkpoint))
+    result = run_cli(export_args(corpus, out, tiny_checkpoint, "--device", str(on_device)))
     assert result.exit_code == 0, result.output
     rows = read_manifest(out)
     assert len(rows) == 12 and len({r["id"] for r in rows}) == 12

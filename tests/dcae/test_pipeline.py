@@ -72,14 +72,16 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def test_parity_with_reference_on_real_speech(models, speech_files):
-    w = DCAEInferenceWrapper(models / "generator.pt", TINY, models / "vocoder", device="cpu")
+def test_parity_with_reference_on_real_speech(models, speech_files, on_device):
+    """Ours on the device under test, the reference on the CPU."""
+    w = DCAEInferenceWrapper(models / "generator.pt", TINY, models / "vocoder", device=on_device)
     assert (w.sample_rate, w.latent_dim, w.frame_rate) == (22050, 80, 22050 / 256 / 16)
     audio = load_audio(speech_files[0], 22050)
     expected_audio, expected_latent = reference_pipeline(models, TINY, audio)
     latent = w.encode(audio, 22050, return_1d=False)
-    assert rel(latent, expected_latent) < 1e-4
-    assert rel(w.encode(audio, 22050), expected_latent.flatten(1, 2)) < 1e-4
+    assert latent.device.type == on_device.type
+    assert rel(latent.cpu(), expected_latent) < 1e-4
+    assert rel(w.encode(audio, 22050).cpu(), expected_latent.flatten(1, 2)) < 1e-4
     decoded = w.decode(latent)
     assert decoded.shape == expected_audio.shape and rel(decoded, expected_audio) < 1e-4
     out = w(audio, 22050)
@@ -87,8 +89,8 @@ def test_parity_with_reference_on_real_speech(models, speech_files):
     assert rel(out, expected_audio[..., : audio.shape[0]]) < 1e-4
 
 
-def test_batch_of_different_lengths_and_resampling(models, speech_files):
-    w = DCAEInferenceWrapper(models / "generator.pt", TINY, models / "vocoder", device="cpu")
+def test_batch_of_different_lengths_and_resampling(models, speech_files, on_device):
+    w = DCAEInferenceWrapper(models / "generator.pt", TINY, models / "vocoder", device=on_device)
     a, b = load_audio(speech_files[0], 16000)[:9000], load_audio(speech_files[1], 16000)[:20000]
     latents = w.encode([a, b], 16000)
     assert [z.shape for z in latents] == [(80, 4), (80, 7)]  # ceil(n * 22050 / 16000 / 4096)
@@ -104,12 +106,12 @@ def test_precision_errors(models):
     assert w.encode(torch.randn(5000) * 0.1, 22050).dtype == torch.float32
 
 
-def test_default_config_parity(models, speech_files, tmp_path):
-    """The published 190M DC-AE configuration, end to end on real speech."""
+def test_default_config_parity(models, speech_files, tmp_path, on_device):
+    """The published 190M DC-AE configuration, end to end on real speech (ours on the device under test)."""
     torch.manual_seed(4)
     save_generator(DCAEWrapper(DEFAULT_CONFIG), tmp_path / "generator.pt")
     (tmp_path / "vocoder").symlink_to(models / "vocoder")
-    w = DCAEInferenceWrapper(tmp_path / "generator.pt", DEFAULT_CONFIG, tmp_path / "vocoder", device="cpu")
+    w = DCAEInferenceWrapper(tmp_path / "generator.pt", DEFAULT_CONFIG, tmp_path / "vocoder", device=on_device)
     audio = load_audio(speech_files[0], 22050)
     expected_audio, _ = reference_pipeline(tmp_path, DEFAULT_CONFIG, audio)
     assert rel(w(audio, 22050), expected_audio[..., : audio.shape[0]]) < 1e-4

@@ -40,8 +40,8 @@ def root(tmp_path_factory):
     return root
 
 
-def wrapper(root, name: str, vocoder: str = "small_vocoder", **kwargs) -> DCAEInferenceWrapper:
-    return DCAEInferenceWrapper(root / f"{name}.pt", root / f"{name}.json", root / vocoder, device="cpu", **kwargs)
+def wrapper(root, name: str, vocoder: str = "small_vocoder", device="cpu", **kwargs) -> DCAEInferenceWrapper:
+    return DCAEInferenceWrapper(root / f"{name}.pt", root / f"{name}.json", root / vocoder, device=device, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ def speech(speech_files):
 
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("name", ["tiny", "conv_options"])
-def test_chunked_equals_whole(root, speech, name):
-    w = wrapper(root, name, vocoder="vocoder")
+def test_chunked_equals_whole(root, speech, name, on_device):
+    w = wrapper(root, name, vocoder="vocoder", device=on_device)
     enc, dec, voc = w.encoder_field, w.decoder_field, w.vocoder_field
     assert voc.left == voc.right == 38
     whole = w.encode(speech, 22050, chunk_frames=WHOLE)
@@ -73,8 +73,8 @@ def test_chunked_equals_whole(root, speech, name):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_streaming_exact_lookahead_equals_whole(root, speech):
-    w = wrapper(root, "tiny", vocoder_window=WHOLE)
+def test_streaming_exact_lookahead_equals_whole(root, speech, on_device):
+    w = wrapper(root, "tiny", vocoder_window=WHOLE, device=on_device)
     latent = w.encode(speech, 22050)
     whole = w.decode(latent)
     assert w.max_lookahead == w.decoder_field.right == 6

@@ -38,8 +38,9 @@ def args(corpus: Path, out: Path, steps: int, *extra: str) -> list[str]:
             "--log-interval", "1", "--model-save-path", str(out / "ckpt"), "--log-dir", str(out / "runs"), *extra]
 
 
-def test_run_writes_loadable_checkpoints_skips_bad_files_and_resumes(corpus, tmp_path, capsys):
-    assert train.main(args(corpus, tmp_path, 2)) == 0
+def test_run_writes_loadable_checkpoints_skips_bad_files_and_resumes(corpus, tmp_path, capsys, on_device):
+    """On the device under test (with its default precision: bf16 autocast where native)."""
+    assert train.main(args(corpus, tmp_path, 2, "--device", str(on_device))) == 0
     ckpt = tmp_path / "ckpt"
     # the reference trainer's layout (a reference run resumes here and ours loads there), plus our state file
     written = {p.name.removesuffix("_2.pt") for p in ckpt.glob("*_2.pt")}

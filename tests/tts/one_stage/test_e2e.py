@@ -28,18 +28,20 @@ def latents(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path
 
 
 @pytest.mark.parametrize("kind", ["ar", "flow"])
-def test_speech_latents_to_tts_audio(kind, latents, tiny_generator, small_vocoder, tmp_path):
+def test_speech_latents_to_tts_audio(kind, latents, tiny_generator, small_vocoder, tmp_path, on_device):
+    """Trained and synthesized on the device under test; the streamed audio checked against a CPU decode."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         assert train_main(["--model", kind, "--manifest", str(latents), "--output-dir", str(tmp_path / "run"),
-                           "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20"]) == 0
+                           "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20",
+                           "--device", str(on_device)]) == 0
     finally:
         torch.set_num_threads(before)
     wav, latent_file = tmp_path / "out.wav", tmp_path / "out.safetensors"
     args = ["tts", "--checkpoint", str(tmp_path / "run"), "--text", "agent logged on", "-o", str(wav),
             "--out-latent", str(latent_file), "--ae-model", str(tiny_generator), "--ae-config", str(TINY_CONFIG),
-            "--vocoder", str(small_vocoder), "--device", "cpu", "--steps", "4", "--max-frames", "30"]
+            "--vocoder", str(small_vocoder), "--device", str(on_device), "--steps", "4", "--max-frames", "30"]
     result = CliRunner().invoke(dcae_main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     latent, meta = load_latent(latent_file)

@@ -46,19 +46,21 @@ def corpus(tiny_generator, small_vocoder, speech_dir, tmp_path_factory) -> Path:
     return manifest
 
 
-def test_speech_to_tokens_to_streaming_audio(corpus, tiny_generator, small_vocoder, tmp_path):
+def test_speech_to_tokens_to_streaming_audio(corpus, tiny_generator, small_vocoder, tmp_path, on_device):
+    """Trained, streamed and synthesized on the device under test."""
     from dcae.corpus import load_tokens
     from dcae.pipeline import DCAEInferenceWrapper
 
     assert train_main(["--model", "token-flow", "--manifest", str(corpus), "--output-dir", str(tmp_path / "run"),
-                       "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20"]) == 0
-    run = load_run(tmp_path / "run")
+                       "--preset", "tiny", "--max-steps", "20", "--batch-size", "8", "--save-interval", "20",
+                       "--device", str(on_device)]) == 0
+    run = load_run(tmp_path / "run", device=on_device)
     assert run.token_rate == pytest.approx(22050 / 256 / 4) and run.model.cfg.tokens_per_frame == pytest.approx(4.0)
 
     rows = sorted(read_manifest(corpus), key=lambda r: -int(r["num_tokens"]))
     row = rows[0]  # the longest clip: more frames than the tiny decoder's exact lookahead (6) + a chunk
     tokens = load_tokens(row["token_path"])[0]
-    wrapper = DCAEInferenceWrapper(tiny_generator, TINY_CONFIG, small_vocoder, device="cpu")
+    wrapper = DCAEInferenceWrapper(tiny_generator, TINY_CONFIG, small_vocoder, device=on_device)
     read, first_at = [0], None
 
     def token_source():  # as a language model would hand them over: one at a time, counted
@@ -88,7 +90,7 @@ def test_speech_to_tokens_to_streaming_audio(corpus, tiny_generator, small_vocod
         "tts", "--checkpoint", str(tmp_path / "run"), "--tokens", row["token_path"], "--prompt-latent",
         other["latent_path"], "--prompt-tokens", other["token_path"], "--stream", "-o", str(tmp_path / "out.wav"),
         "--out-latent", str(tmp_path / "out.safetensors"), "--ae-model", str(tiny_generator), "--ae-config",
-        str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--device", "cpu"], catch_exceptions=False)
+        str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--device", str(on_device)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert len(sf.read(tmp_path / "out.wav")[0]) == frames * SAMPLES_PER_FRAME
     assert load_latent(tmp_path / "out.safetensors")[0].shape == (80, frames)

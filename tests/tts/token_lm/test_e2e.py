@@ -84,14 +84,15 @@ def test_text_to_streaming_audio_first_chunk_before_the_lm_ends(two_stage, tiny_
         assert audio.shape == (frames * SAMPLES_PER_FRAME,) and torch.isfinite(audio).all()
 
 
-def test_command_line_text_to_wav_with_a_prompt(two_stage, tiny_generator, small_vocoder, tmp_path):
+def test_command_line_text_to_wav_with_a_prompt(two_stage, tiny_generator, small_vocoder, tmp_path, on_device):
+    """Text -> token LM -> token flow -> streamed audio, on the device under test."""
     wav, latent, tokens = tmp_path / "out.wav", tmp_path / "out.safetensors", tmp_path / "tokens.safetensors"
     result = CliRunner().invoke(dcae_main, [
         "tts", "--checkpoint", str(two_stage["lm"]), "--flow", str(two_stage["flow"]), "--text", TEXT,
         "--prompt-audio", str(two_stage["prompt"]), "--prompt-text", text_from_name(two_stage["prompt"]),
         "--tokenizer", str(two_stage["fsq"]), "--stream", "-o", str(wav), "--out-latent", str(latent),
         "--out-tokens", str(tokens), "--seed", "1", "--ae-model", str(tiny_generator), "--ae-config",
-        str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--device", "cpu"])
+        str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--device", str(on_device)])
     assert result.exit_code == 0, result.output
     n = load_tokens(tokens)[0].numel()
     frames = frames_for_tokens(n, 4.0)
@@ -106,7 +107,8 @@ def test_command_line_text_to_wav_with_a_prompt(two_stage, tiny_generator, small
         "--prompt-audio", str(two_stage["prompt"]), "--prompt-text", text_from_name(two_stage["prompt"]),
         "--tokenizer", str(two_stage["fsq"]), "--out-latent", str(tmp_path / "offline.safetensors"),
         "--out-tokens", str(tmp_path / "offline_tokens.safetensors"), "--seed", "1", "--ae-model",
-        str(tiny_generator), "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--device", "cpu"])
+        str(tiny_generator), "--ae-config", str(TINY_CONFIG), "--vocoder", str(small_vocoder), "--device",
+        str(on_device)])
     assert result.exit_code == 0, result.output
     assert load_tokens(tmp_path / "offline_tokens.safetensors")[0].tolist() == load_tokens(tokens)[0].tolist()
     assert load_latent(tmp_path / "offline.safetensors")[0].shape == (80, frames)
