@@ -53,6 +53,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.common import machine, timeit  # noqa: E402
 
 STAGES = ("tests", "numerics", "export", "reconstruct", "train", "tts", "kernel", "nccl")
 BUDGET_S = {"tests": 110, "numerics": 30, "export": 60, "reconstruct": 60, "train": 70, "tts": 35, "kernel": 90,
@@ -83,18 +84,9 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_time(fn, device, repeats: int = 3, warmup: int = 1) -> float:
-    """Best wall time of ``fn()`` in seconds (CUDA synchronised)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _save(out: Path, stage: str, figures: dict) -> None:
+    """Write the figures so far (a stage stopped at its budget keeps what it measured)."""
+    (out / f"{stage}.json").write_text(json.dumps(figures, indent=2))
 
 
 def _rel(a, b) -> float:
@@ -219,7 +211,7 @@ def _matmul_peak(device, quick: bool) -> float:
     n = 1024 if quick else 8192
     dtype = torch.bfloat16 if native_bf16(device) else torch.float32
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return 2 * n**3 / _best_time(lambda: a @ b, device, repeats=5, warmup=2)
+    return 2 * n**3 / timeit(lambda: a @ b, repeats=5, warmup=2)
 
 
 def stage_export(device, quick: bool, out: Path) -> dict:
@@ -251,6 +243,7 @@ def stage_export(device, quick: bool, out: Path) -> dict:
         ref_s = _reference_encode_loop(config, generator, files[:ref_n], device)
         ref_speed = sum(sf.info(f).duration for f in files[:ref_n]) / ref_s
         figures["reference loop fp32"] = {"x_real_time": ref_speed}
+        _save(out, "export", figures)
         print(f"{files_n} files, {seconds:.0f} s of speech; {Path(config).name}")
         print(f"  reference loop fp32 ({ref_n} files): {ref_speed:8.1f}x real time")
         for precision in [p for p in _precisions(device) if p != "fp16"][::-1]:
@@ -259,6 +252,7 @@ def stage_export(device, quick: bool, out: Path) -> dict:
                        "float32", batch_size=32, max_batch_seconds=640, num_workers=None, poll_seconds=0.1)
             speed = seconds / (time.perf_counter() - start)
             figures[f"dcae export {precision}"] = {"x_real_time": speed, "vs_reference": speed / ref_speed}
+            _save(out, "export", figures)
             print(f"  dcae export {precision:4s} (whole job): {speed:8.1f}x real time, {speed / ref_speed:.1f}x the "
                   "reference loop")
         # the encoder alone, batches of 10 s: FLOPs per audio-second and the share of the compute limit
@@ -271,7 +265,7 @@ def stage_export(device, quick: bool, out: Path) -> dict:
             with FlopCounterMode(display=False) as counter:
                 model.encode(mel.to(next(model.parameters()).dtype))
             flops = counter.get_total_flops()
-            t = _best_time(lambda: model.encode(mel.to(next(model.parameters()).dtype)), device)
+            t = timeit(lambda: model.encode(mel.to(next(model.parameters()).dtype)))
         peak = _matmul_peak(device, quick)
         audio_s = batch * mel.shape[-1] * 256 / 22050
         figures[f"encoder alone {precision}"] = {"x_real_time": audio_s / t, "gflop_per_audio_s": flops / audio_s / 1e9,
@@ -299,9 +293,10 @@ def stage_reconstruct(device, quick: bool, out: Path) -> dict:
         ae, norm, voc = ae.to(device), norm.to(device), voc.to(device)
         wrappers = {p: DCAEInferenceWrapper(generator, config, vocoder, precision=p, device=device)
                     for p in _precisions(device)}
-    ref_s = _best_time(lambda: reference_pipeline(root, config, audio.to(device), (ae, norm, voc, h)), device, 2)
+    ref_s = timeit(lambda: reference_pipeline(root, config, audio.to(device), (ae, norm, voc, h)), repeats=2)
     expected = reference_pipeline(root, config, audio.to(device), (ae, norm, voc, h))[0][..., : audio.shape[0]]
     figures["reference fp32"] = {"seconds": ref_s, "x_real_time": duration / ref_s}
+    _save(out, "reconstruct", figures)
     print(f"{duration:.0f} s of speech, {Path(config).name}, BigVGAN-v2 22 kHz structure, random weights")
     print(f"  {'reference fp32':26s} {duration / ref_s:8.1f}x real time")
     runs = [(p, w, False) for p, w in wrappers.items()] + [(p, w, True) for p, w in wrappers.items() if p != "fp32"]
@@ -315,7 +310,7 @@ def stage_reconstruct(device, quick: bool, out: Path) -> dict:
         name = f"ours {precision}" + (" + compile" if compiled else "")
         try:
             with torch.inference_mode():
-                seconds = _best_time(lambda: w(audio, 22050), device, 2)
+                seconds = timeit(lambda: w(audio, 22050), repeats=2)
                 error = _rel(w(audio, 22050), expected)
         except Exception as e:  # noqa: BLE001 - reported, the next configuration runs
             figures[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
@@ -323,6 +318,7 @@ def stage_reconstruct(device, quick: bool, out: Path) -> dict:
             continue
         figures[name] = {"seconds": seconds, "x_real_time": duration / seconds, "vs_reference": ref_s / seconds,
                          "rel_error_vs_reference": error}
+        _save(out, "reconstruct", figures)
         print(f"  {name:26s} {duration / seconds:8.1f}x real time, {ref_s / seconds:5.2f}x the reference, "
               f"relative L2 error {error:.1e}")
     return figures
@@ -356,6 +352,7 @@ def stage_train(device, quick: bool, out: Path) -> dict:
         time_steps(step, mel, 1, device)
         ref = statistics.median(time_steps(step, mel, steps, device))
         figures["reference fp32"] = {"ms_per_step": ref * 1000, "audio_s_per_s": audio_s / ref}
+        _save(out, "train", figures)
         print(f"  {'reference fp32':22s} {ref * 1000:8.0f} ms/step")
         del step
     else:
@@ -377,6 +374,7 @@ def stage_train(device, quick: bool, out: Path) -> dict:
         figures[name] = {"ms_per_step": t * 1000, "audio_s_per_s": audio_s / t}
         if ref is not None:
             figures[name]["vs_reference"] = ref / t
+        _save(out, "train", figures)
         print(f"  {name:22s} {t * 1000:8.0f} ms/step" + (f"  {ref / t:.2f}x the reference" if ref else ""))
         del step
         if device.type == "cuda":
@@ -446,8 +444,8 @@ def stage_kernel(device, quick: bool, out: Path) -> dict:
             expected = plain.generator(mel)
             got = fused.generator(mel)  # the first call builds the extension
             build_s = time.perf_counter() - start
-            t_plain = _best_time(lambda: plain.generator(mel), device)
-            t_fused = _best_time(lambda: fused.generator(mel), device)
+            t_plain = timeit(lambda: plain.generator(mel))
+            t_fused = timeit(lambda: fused.generator(mel))
     figures = {"build_and_first_call_s": build_s, "plain_ms": t_plain * 1000, "fused_ms": t_fused * 1000,
                "speedup": t_plain / t_fused, "rel_error": _rel(got, expected)}
     print(f"BigVGAN 10 s of mel, fp32: PyTorch activations {t_plain * 1000:.0f} ms, fused CUDA kernel "
@@ -492,11 +490,9 @@ def run_stage(name: str, args) -> int:
     """In the stage's own process: run it, write ``<stage>.json``."""
     out = Path(args.out)
     device = _device(args.device)
-    from benchmarks.common import machine
 
     print(f"== {name} on {device}; {machine()}", flush=True)
-    figures = globals()[f"stage_{name}"](device, args.quick, out)
-    (out / f"{name}.json").write_text(json.dumps(figures, indent=2))
+    _save(out, name, globals()[f"stage_{name}"](device, args.quick, out))
     return 0
 
 
@@ -520,8 +516,9 @@ def describe(name: str, figures: dict) -> str:
                 parts.append(f"{k} {v['x_real_time']:.0f}x RT" + (f" ({v['vs_reference']:.2f}x ref)"
                                                                    if "vs_reference" in v else ""))
         if name == "export":
-            enc = next(v for k, v in figures.items() if k.startswith("encoder alone"))
-            parts.append(f"{enc['fraction_of_peak']:.0%} of the matmul rate")
+            enc = next((v for k, v in figures.items() if k.startswith("encoder alone")), None)
+            if enc:
+                parts.append(f"encoder {enc['fraction_of_peak']:.0%} of the matmul rate")
         return "; ".join(parts)
     if name == "tts":
         return (f"{figures['preset']}: LM {figures['lm_tokens_per_s']:.0f} tokens/s, first audio "
@@ -652,7 +649,6 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"status": status, "seconds": round(seconds, 1), "figures": figures}
         print(f"[{time.perf_counter() - started:5.0f} s] {name}: {status} in {seconds:.0f} s", flush=True)
         print((args.out / f"{name}.log").read_text().rstrip(), flush=True)
-    from benchmarks.common import machine
 
     (args.out / "results.json").write_text(json.dumps({"machine": machine(), "device": args.device,
                                                        "quick": args.quick, "stages": results}, indent=2))
