@@ -29,24 +29,28 @@ from dcae.precision import native_bf16  # noqa: E402
 from tests.reference_dcae import ReferenceDCAE  # noqa: E402
 
 
-def reference_loop(config: dict, ckpt: Path, files: list[Path], h) -> float:
-    """The reference way, timed like our command (model loading included): load the generator,
-    remove weight norm, then for each file load, pad to 4096 samples, mel, encode (batch of one)."""
+def reference_loop(config: dict, ckpt: Path, files: list[Path], h, device: str | torch.device = "cpu") -> float:
+    """The reference way on ``device``, timed like our command (model loading included): load the
+    generator, remove weight norm, then for each file load, pad to 4096 samples, mel, encode (batch of one)."""
     from bigvgan.meldataset import mel_spectrogram
 
+    device = torch.device(device)
     start = time.perf_counter()
     ref = ReferenceDCAE(config).eval()
     ref.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     for m in ref.model.modules():
         if torch.nn.utils.parametrize.is_parametrized(m, "weight"):
             torch.nn.utils.parametrize.remove_parametrizations(m, "weight")
+    ref.to(device)
     with torch.inference_mode():
         for path in files:
             audio, _ = sf.read(path, dtype="float32")
-            audio = torch.from_numpy(audio)[None]
+            audio = torch.from_numpy(audio)[None].to(device)
             audio = torch.nn.functional.pad(audio, (0, -audio.shape[-1] % 4096))
             mel = mel_spectrogram(audio, h.n_fft, h.num_mels, h.sampling_rate, h.hop_size, h.win_size, h.fmin, h.fmax)
             ref.encode(mel)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 

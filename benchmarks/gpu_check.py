@@ -51,9 +51,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.common import machine, timeit  # noqa: E402
+from dcae.precision import fast_matmul_dtype, native_bf16  # noqa: E402
 
 STAGES = ("tests", "numerics", "export", "reconstruct", "train", "tts", "kernel", "nccl")
 BUDGET_S = {"tests": 100, "numerics": 40, "export": 60, "reconstruct": 75, "train": 70, "tts": 35, "kernel": 75,
@@ -71,19 +74,6 @@ SPEECH_CLIPS = 40  # English prompts, besides the 8 alsa clips
 
 
 # ------------------------------------------------------------------ helpers (stage processes)
-def _device(name: str):
-    import torch
-
-    return torch.device(name)
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _save(out: Path, stage: str, figures: dict) -> None:
     """Write the figures so far (a stage stopped at its budget keeps what it measured)."""
     (out / f"{stage}.json").write_text(json.dumps(figures, indent=2))
@@ -98,16 +88,12 @@ def _rel(a, b) -> float:
 
 
 def _precisions(device) -> list[str]:
-    from dcae.precision import native_bf16
-
     return ["fp32"] + (["bf16"] if native_bf16(device) else []) + (["fp16"] if device.type == "cuda" else [])
 
 
 def _models(root: Path, quick: bool) -> tuple[str, Path, Path]:
     """(DC-AE config, generator checkpoint, vocoder folder) of random weights (seed 0) in the official
     layouts: the default DC-AE and BigVGAN-v2 22 kHz, or (quick) the tiny DC-AE and a 64-channel BigVGAN."""
-    import torch
-
     from dcae import DCAEWrapper, save_generator
     from vocoder.bigvgan_loader import build_generator, save_vocoder_folder
     from vocoder.mel import load_bigvgan_config
@@ -121,8 +107,6 @@ def _models(root: Path, quick: bool) -> tuple[str, Path, Path]:
 
 
 def _speech(seconds: float):
-    import torch
-
     from benchmarks.common import speech_seconds
 
     return torch.from_numpy(speech_seconds(seconds, 22050))
@@ -145,8 +129,6 @@ def stage_tests(device, quick: bool, out: Path) -> dict:
 
 
 def stage_numerics(device, quick: bool, out: Path) -> dict:
-    import torch
-
     from dcae.pipeline import DCAEInferenceWrapper
 
     audio = _speech(3.0 if quick else 5.0)  # the CPU's own fp32 run of the full models is in the budget
@@ -174,40 +156,8 @@ def stage_numerics(device, quick: bool, out: Path) -> dict:
     return figures
 
 
-def _reference_encode_loop(config_path: str, ckpt: Path, files: list[Path], device) -> float:
-    """The reference's way on ``device``, timed like our command (model loading included): diffusers
-    AutoencoderDC + weight norm removed, then per file: read, pad to 4096 samples, BigVGAN's mel, encode."""
-    import soundfile as sf
-    import torch
-    from bigvgan.meldataset import mel_spectrogram
-
-    from tests.reference_dcae import ReferenceDCAE
-    from vocoder.mel import load_bigvgan_config
-
-    h = load_bigvgan_config()
-    start = time.perf_counter()
-    ref = ReferenceDCAE(json.loads(Path(config_path).read_text())).eval()
-    ref.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    for m in ref.model.modules():
-        if torch.nn.utils.parametrize.is_parametrized(m, "weight"):
-            torch.nn.utils.parametrize.remove_parametrizations(m, "weight")
-    ref.to(device)
-    with torch.inference_mode():
-        for path in files:
-            audio = torch.from_numpy(sf.read(path, dtype="float32")[0])[None].to(device)
-            audio = torch.nn.functional.pad(audio, (0, -audio.shape[-1] % 4096))
-            ref.encode(mel_spectrogram(audio, h.n_fft, h.num_mels, h.sampling_rate, h.hop_size, h.win_size,
-                                       h.fmin, h.fmax))
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def _matmul_peak(device, quick: bool) -> float:
     """Measured bf16 (CPU without native bf16: fp32) matrix-product rate in FLOP/s: the compute limit."""
-    import torch
-
-    from dcae.precision import native_bf16
-
     n = 1024 if quick else 8192
     dtype = torch.bfloat16 if native_bf16(device) else torch.float32
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
@@ -217,12 +167,12 @@ def _matmul_peak(device, quick: bool) -> float:
 def stage_export(device, quick: bool, out: Path) -> dict:
     import numpy as np
     import soundfile as sf
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from benchmarks.export_speed import reference_loop
     from dcae import load_dcae
     from dcae.latent_export import run_export
-    from vocoder.mel import MelSpectrogram
+    from vocoder.mel import MelSpectrogram, load_bigvgan_config
 
     files_n, ref_n = (6, 6) if quick else (400, 40)
     figures = {}
@@ -240,7 +190,8 @@ def stage_export(device, quick: bool, out: Path) -> dict:
         seconds = sum(sf.info(f).duration for f in files)
         filelist = root / "filelist.txt"
         filelist.write_text("".join(f"{f}\n" for f in files))
-        ref_s = _reference_encode_loop(config, generator, files[:ref_n], device)
+        ref_s = reference_loop(json.loads(Path(config).read_text()), generator, files[:ref_n], load_bigvgan_config(),
+                               device)
         ref_speed = sum(sf.info(f).duration for f in files[:ref_n]) / ref_s
         figures["reference loop fp32"] = {"x_real_time": ref_speed}
         _save(out, "export", figures)
@@ -278,8 +229,6 @@ def stage_export(device, quick: bool, out: Path) -> dict:
 
 
 def stage_reconstruct(device, quick: bool, out: Path) -> dict:
-    import torch
-
     from dcae.pipeline import DCAEInferenceWrapper
     from tests.dcae.test_pipeline import reference_models, reference_pipeline
 
@@ -302,9 +251,9 @@ def stage_reconstruct(device, quick: bool, out: Path) -> dict:
     runs = [(p, w, False) for p, w in wrappers.items()] + [(p, w, True) for p, w in wrappers.items() if p != "fp32"]
     for precision, w, compiled in runs:
         if compiled:  # the DC-AE's encode and decode under torch.compile (BigVGAN runs stage by stage)
-            import torch._dynamo
+            import torch._dynamo as dynamo
 
-            torch._dynamo.reset()
+            dynamo.reset()
             w.ae_model.encode = torch.compile(w.ae_model.encode)
             w.ae_model.decode = torch.compile(w.ae_model.decode)
         name = f"ours {precision}" + (" + compile" if compiled else "")
@@ -326,8 +275,6 @@ def stage_reconstruct(device, quick: bool, out: Path) -> dict:
 
 def stage_train(device, quick: bool, out: Path) -> dict:
     import statistics
-
-    import torch
 
     from benchmarks.train_speed import our_step_fn, reference_step_fn, time_steps
     from dcae import DCAEWrapper
@@ -364,8 +311,6 @@ def stage_train(device, quick: bool, out: Path) -> dict:
         cfg = train.TrainConfig(model_config_path=config, batch_size=batch, segment_samples=samples,
                                 precision=precision, device=str(device), compile=compiled)
         try:
-            from dcae.precision import fast_matmul_dtype
-
             step = our_step_fn(cfg, device, fast_matmul_dtype(device))
             time_steps(step, mel, 2 if compiled else 1, device)  # compiling happens in the first steps
             t = statistics.median(time_steps(step, mel, steps, device))
@@ -385,8 +330,6 @@ def stage_train(device, quick: bool, out: Path) -> dict:
 
 
 def stage_tts(device, quick: bool, out: Path) -> dict:
-    import torch
-
     from benchmarks.token_flow_latency import TOKEN_RATE, token_flow_run
     from benchmarks.two_stage_latency import TEXT, measure, speech_token_source, token_lm_run
     from dcae.pipeline import DCAEInferenceWrapper
@@ -429,8 +372,6 @@ def stage_tts(device, quick: bool, out: Path) -> dict:
 
 
 def stage_kernel(device, quick: bool, out: Path) -> dict:
-    import torch
-
     from vocoder.bigvgan_loader import load_vocoder
 
     if device.type != "cuda":
@@ -457,8 +398,6 @@ def stage_kernel(device, quick: bool, out: Path) -> dict:
 
 
 def stage_nccl(device, quick: bool, out: Path) -> dict:
-    import torch
-
     if device.type != "cuda" or torch.cuda.device_count() < 2:
         reason = "not a CUDA device" if device.type != "cuda" else f"{torch.cuda.device_count()} GPU on this machine"
         print(f"skipped: {reason} (two are needed)")
@@ -491,7 +430,7 @@ def stage_nccl(device, quick: bool, out: Path) -> dict:
 def run_stage(name: str, args) -> int:
     """In the stage's own process: run it, write ``<stage>.json``."""
     out = Path(args.out)
-    device = _device(args.device)
+    device = torch.device(args.device)
 
     print(f"== {name} on {device}; {machine()}", flush=True)
     _save(out, name, globals()[f"stage_{name}"](device, args.quick, out))

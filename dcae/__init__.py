@@ -14,7 +14,7 @@ loaded on first use, so importing one room does not load the others.
 """
 from __future__ import annotations
 
-import importlib
+from dcae.lazy import lazy_exports
 
 _EXPORTS = {
     "DCAE": "dcae.model.autoencoder", "Encoder": "dcae.model.autoencoder", "Decoder": "dcae.model.autoencoder",
@@ -28,12 +28,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dcae' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -24,12 +24,14 @@ def _one_line(error: Exception, src: Path) -> str:
 
 
 def prepare_jobs(inputs: Sequence[str], output: str, extensions: Sequence[str], out_suffix: str,
-                 check: Callable[[Path], Any] | None = None) -> tuple[list[tuple[Path, Path]], int, dict[Path, Any]]:
+                 check: Callable[[Path, bool], Any] | None = None
+                 ) -> tuple[list[tuple[Path, Path]], int, dict[Path, Any]]:
     """The jobs of a command, checked before any model is looked up or loaded: an explicit output file
     must have a writable format, no two inputs may write one output (exit 2, nothing written); missing
-    inputs, broken links and inputs ``check`` refuses are reported (one line each) and left out.
-    Returns (jobs left, number refused, what ``check`` returned for each input it read); exits 1 when
-    no input is left."""
+    inputs, broken links and inputs ``check(src, whole)`` refuses are reported (one line each) and left
+    out (``whole``: the run has one input, which may be read whole and kept). Returns (jobs left,
+    number refused, what ``check`` returned for each input, when not None); exits 1 when no input is
+    left."""
     from dcae.audio import AudioError, check_output_suffix
     from dcae.paths import collect_jobs, colliding_outputs, missing_reason
 
@@ -53,7 +55,9 @@ def prepare_jobs(inputs: Sequence[str], output: str, extensions: Sequence[str], 
             click.echo(f"error: {src}: {missing_reason(src)}", err=True)
         elif check is not None:
             try:
-                checked[src] = check(src)
+                kept = check(src, len(jobs) == 1)
+                if kept is not None:
+                    checked[src] = kept
                 present.append((src, dst))
             except (AudioError, ValueError) as e:
                 click.echo(f"error: {_one_line(e, src)}", err=True)
@@ -66,19 +70,19 @@ def prepare_jobs(inputs: Sequence[str], output: str, extensions: Sequence[str], 
     return present, len(jobs) - len(present), checked
 
 
-def audio_check(jobs_count: int, sample_rate: int) -> Callable[[Path], Any]:
-    """What :func:`prepare_jobs` checks of an audio input: one file is decoded and checked whole (and kept,
-    so it is decoded once); in a folder run every file's header is read (a file that decodes but is
-    silent or NaN is found when it is processed, one line too)."""
+def audio_check(sample_rate: int) -> Callable[[Path, bool], Any]:
+    """What :func:`prepare_jobs` checks of an audio input: a single input is decoded and checked whole
+    (and kept, so it is decoded once); in a run of several every file's header is read (a file that
+    decodes but is silent or NaN is found when it is processed, one line too)."""
     from dcae.audio import audio_info, load_checked_audio
 
-    def decode(src: Path):
-        return load_checked_audio(src, sample_rate), sample_rate
-
-    def header(src: Path) -> None:
+    def check(src: Path, whole: bool):
+        if whole:
+            return load_checked_audio(src, sample_rate), sample_rate
         audio_info(src)
+        return None
 
-    return decode if jobs_count == 1 else header
+    return check
 
 
 def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str, failed: int = 0) -> None:
@@ -104,12 +108,6 @@ def run_jobs(jobs: list[tuple[Path, Path]], force: bool, process, what: str, fai
     click.echo(f"{what}: {done} written, {skipped} skipped (exist; -f to overwrite), {failed} failed", err=True)
     if failed:
         sys.exit(1)
-
-
-def _count_inputs(inputs: Sequence[str], output: str, extensions: Sequence[str], out_suffix: str) -> int:
-    from dcae.paths import collect_jobs
-
-    return len(collect_jobs(inputs, output, set(extensions), out_suffix))
 
 
 common_io = [
@@ -144,9 +142,7 @@ def reconstruct_command(inputs, output, force, ae_model, ae_config, vocoder, dev
     (.wav, .flac, or anything FFmpeg encodes: .mp3, .ogg, .m4a, .opus ...)."""
     from dcae.audio import DEFAULT_SAMPLE_RATE, save_audio
 
-    count = _count_inputs(inputs, output, AUDIO_EXTENSIONS, ".wav")
-    jobs, refused, checked = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, ".wav",
-                                          audio_check(count, DEFAULT_SAMPLE_RATE))
+    jobs, refused, checked = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, ".wav", audio_check(DEFAULT_SAMPLE_RATE))
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
 
     def process(src: Path, dst: Path) -> None:
@@ -167,9 +163,8 @@ def encode_command(bf16_latents, inputs, output, force, ae_model, ae_config, voc
     from dcae.audio import DEFAULT_SAMPLE_RATE
     from dcae.corpus.latent_file import LatentMeta, save_latent, weights_hash
 
-    count = _count_inputs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION)
     jobs, refused, checked = prepare_jobs(inputs, output, AUDIO_EXTENSIONS, LATENT_EXTENSION,
-                                          audio_check(count, DEFAULT_SAMPLE_RATE))
+                                          audio_check(DEFAULT_SAMPLE_RATE))
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision, with_vocoder=False)
     model_hash = weights_hash(wrapper.ae_model_path)
     dtype = torch.bfloat16 if bf16_latents else torch.float32
@@ -194,21 +189,34 @@ def decode_command(inputs, output, force, ae_model, ae_config, vocoder, device, 
     from tqdm import tqdm
 
     from dcae.audio import save_audio
-    from dcae.corpus.latent_file import LatentFileError, load_latent, other_autoencoder_warning, weights_hash
+    from dcae.corpus.latent_file import (
+        LatentFileError,
+        check_complete,
+        load_latent,
+        other_autoencoder_warning,
+        weights_hash,
+    )
 
-    def check(src: Path):
+    def finite(src: Path):
         latent, meta = load_latent(src)
         if not bool(torch.isfinite(latent).all()):
             raise LatentFileError(f"{src}: latent contains NaN or Inf values")
+        return latent, meta
+
+    def check(src: Path, whole: bool):
+        """A single latent is read and checked whole (and kept); several: each file's header and size."""
+        if whole:
+            return finite(src)
+        check_complete(src)
         return None
 
-    jobs, refused, _ = prepare_jobs(inputs, output, (LATENT_EXTENSION,), ".wav", check)
+    jobs, refused, checked = prepare_jobs(inputs, output, (LATENT_EXTENSION,), ".wav", check)
     wrapper = build_wrapper(ae_model, ae_config, vocoder, device, precision)
     model_hash = weights_hash(wrapper.ae_model_path)
     warned: set[str] = set()
 
     def process(src: Path, dst: Path) -> None:
-        latent, meta = load_latent(src)
+        latent, meta = checked.pop(src, None) or finite(src)
         if latent.shape[0] != wrapper.latent_dim:
             raise LatentFileError(f"{src}: latent has {latent.shape[0]} dims, the model expects {wrapper.latent_dim}")
         warning = other_autoencoder_warning(src, meta.model, wrapper.ae_model_path, model_hash)

@@ -19,7 +19,7 @@ The names below are importable from ``dcae.corpus`` itself; each is loaded on fi
 """
 from __future__ import annotations
 
-import importlib
+from dcae.lazy import lazy_exports
 
 _EXPORTS = {
     "LatentManifestDataset": "dcae.corpus.dataset",
@@ -59,8 +59,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dcae.corpus' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

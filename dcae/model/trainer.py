@@ -101,7 +101,7 @@ class TrainConfig(RunConfig):
     min_audio_seconds: float = 0.1  # shorter training files are skipped
     keep_checkpoints: int = 5  # newest complete checkpoint sets kept (0: keep all)
 
-    # fine-tuning (docs/training.md, "Fine-tuning the published model")
+    # fine-tuning (docs/training.md, "Fine-tuning")
     init_from: str | None = None  # a new run starts from this generator: a .pt (official layout) or .safetensors file, a hub id owner/repo[/file], or "published" (KdaiP/DC-Speech-VAE); fresh discriminator, optimizers and schedule
     freeze: str | None = None  # encoder (the latent space stays bit-identical: exported latents and TTS runs stay valid) or decoder: that part is not trained
 

@@ -46,10 +46,10 @@ def test_missing_path_is_named(resolve, tmp_path):
 
 
 def test_reconstruct_refuses_another_json_in_one_line(folder, tmp_path):
-    from dcae.cli.audio import reconstruct_command
-
     import numpy as np
     import soundfile as sf
+
+    from dcae.cli.audio import reconstruct_command
 
     wav = tmp_path / "a.wav"  # a good input: the inputs are checked first (an empty file would be named instead)
     sf.write(wav, 0.1 * np.sin(np.linspace(0, 2000, 22050)), 22050)

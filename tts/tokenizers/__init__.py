@@ -15,7 +15,7 @@ below are loaded on first use (``from tts.tokenizers import FSQTokenizer``).
 """
 from __future__ import annotations
 
-import importlib
+from dcae.lazy import lazy_exports
 
 S3_SPEC = "s3"  # what --tokenizer names S3Tokenizer by
 
@@ -29,8 +29,4 @@ _EXPORTS = {
 
 __all__ = ["S3_SPEC", *_EXPORTS]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tts.tokenizers' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
