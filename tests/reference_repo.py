@@ -19,13 +19,15 @@ def reference_available() -> bool:
     return REFERENCE_REPO is not None and REFERENCE_REPO.is_dir()
 
 
-def reference_source(path: str) -> str:
-    """The text of ``path`` in the reference repository: the work tree's file, else ``HEAD:path``."""
-    if not reference_available():
-        raise FileNotFoundError(f"{REFERENCE_REPO}: reference repository not found (set DCAE_REFERENCE_REPO)")
-    if (REFERENCE_REPO / path).is_file():
-        return (REFERENCE_REPO / path).read_text()
-    return subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"],
+def reference_source(path: str, repo: Path | None = None) -> str:
+    """The text of ``path`` in a reference repository (``repo``, default the DC-Speech-VAE one): the work
+    tree's file, else ``HEAD:path`` of a bare clone."""
+    repo = REFERENCE_REPO if repo is None else repo
+    if repo is None or not repo.is_dir():
+        raise FileNotFoundError(f"{repo}: reference repository not found")
+    if (repo / path).is_file():
+        return (repo / path).read_text()
+    return subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{path}"],
                           capture_output=True, text=True, check=True).stdout
 
 

@@ -3,6 +3,7 @@
     RUN/config.json        the resolved training config (``--config RUN/config.json`` reruns it)
     RUN/model.json         {"kind": "ar"|"flow"|"token-flow"|"token-lm", "config": the model config's fields}
     RUN/vocab.json         text front end (kind, symbols); kinds that read text (ar, flow, token-lm)
+    RUN/backbone/          token-lm on a Hugging Face backbone: its config.json and tokenizer (no vocab.json)
     RUN/stats.json         latent mean/std used to normalise the training data (not token-lm: it makes no latents)
     RUN/latent.json        the latents' sample/frame rate and AE hash, plus the length rule:
                            frames_per_token (text kinds) or token_rate / tokens_per_frame (token-flow);
@@ -28,6 +29,8 @@ from tts.one_stage.ar import ARTTS, ARConfig
 from tts.one_stage.flow import FlowConfig, FlowTTS
 from tts.text import FrontendError, TextFrontend
 from tts.token_flow.model import TokenFlowConfig, TokenFlowModel
+from tts.token_lm.backbone import BackboneError, BackboneLMConfig, BackboneTokenizer, BackboneTokenLM
+from tts.token_lm.cosyvoice import is_cosyvoice2, read_cosyvoice2
 from tts.token_lm.model import TokenLM, TokenLMConfig
 
 CHECKPOINT_FILES = ["model", "optimizer", "state"]
@@ -40,13 +43,19 @@ class RunError(ValueError):
     """A run folder that cannot be used; the message names the file and the reason."""
 
 
-def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
+def build_model(kind: str, config: dict[str, Any], root: str | Path = ".", weights: str | None = None,
+                text_llm_weights: str | None = None) -> nn.Module:
+    """The model of a run's ``model.json``; a token LM on a Hugging Face backbone (config with ``backbone``)
+    reads the backbone's config under ``root`` and, with ``weights``, its pretrained weights."""
     if kind == "ar":
         return ARTTS(ARConfig(**config))
     if kind == "flow":
         return FlowTTS(FlowConfig(**config))
     if kind == "token-flow":
         return TokenFlowModel(TokenFlowConfig(**config))
+    if kind == "token-lm" and "backbone" in config:
+        return BackboneTokenLM(BackboneLMConfig(**config), root=root, weights=weights,
+                               text_llm_weights=text_llm_weights)
     if kind == "token-lm":
         return TokenLM(TokenLMConfig(**config))
     raise RunError(f"unknown model kind {kind!r} (one of {', '.join(TEXT_KINDS + TOKEN_KINDS + LM_KINDS)})")
@@ -119,16 +128,27 @@ def load_run(directory: str | Path, device: str | torch.device = "cpu", step: in
     directory = Path(directory)
     if not directory.is_dir():
         raise RunError(f"{directory}: run folder not found")
+    if is_cosyvoice2(directory) and not (directory / "model.json").is_file():
+        try:
+            model, frontend, latent_info = read_cosyvoice2(directory, device)
+        except BackboneError as e:
+            raise RunError(str(e)) from None
+        return TTSRun(directory=directory, kind="token-lm", model=model, frontend=frontend, stats=None,
+                      latent_info=latent_info, step=0)
     spec = _read_json(directory / "model.json")
     latent_info = _read_json(directory / "latent.json")
     kind = spec.get("kind") if isinstance(spec, dict) else None
+    backbone = isinstance(spec, dict) and isinstance(spec.get("config"), dict) and "backbone" in spec["config"]
     try:
-        frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS + LM_KINDS else None
+        if backbone:
+            frontend = BackboneTokenizer.load(directory / spec["config"]["backbone"], spec["config"]["text_vocab"])
+        else:
+            frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS + LM_KINDS else None
         stats = None if kind in LM_KINDS else LatentStats.load(directory / "stats.json")
-    except (FrontendError, ManifestError) as e:
+    except (FrontendError, ManifestError, ValueError) as e:
         raise RunError(str(e)) from None
     try:
-        model = build_model(spec["kind"], spec["config"])
+        model = build_model(spec["kind"], spec["config"], root=directory)
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"{directory / 'model.json'}: not a model description ({e})") from None
     manager = checkpoint_manager(directory)

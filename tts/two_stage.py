@@ -160,12 +160,13 @@ class TwoStageSpeech:
     first_audio: tuple[float, int] | None = None
 
 
-def _sampling(args: LMOptions) -> SamplingSettings:
-    base = SamplingSettings()
+def _sampling(args: LMOptions, lm: TTSRun) -> SamplingSettings:
+    """The flags over the run's own settings (a CosyVoice 2 folder: CosyVoice's sampler), else the defaults."""
+    base = SamplingSettings(**lm.latent_info.get("sampling", {}))
     return SamplingSettings(temperature=base.temperature if args.lm_temperature is None else args.lm_temperature,
                             top_k=base.top_k if args.top_k is None else args.top_k,
                             top_p=base.top_p if args.top_p is None else args.top_p,
-                            ras_window=base.ras_window, ras_ratio=base.ras_ratio)
+                            ras_window=base.ras_window, ras_ratio=base.ras_ratio, style=base.style)
 
 
 def _text_pieces(text: str):
@@ -246,7 +247,7 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
     prompt = _prompt(args, lm, flow, wrapper, prompt_latent, prompt_tokens_file, prompt_text)
     if args.text_stream and not lm.model.cfg.bistream:
         raise SynthesisError(f"{lm.directory}: --text-stream needs a run trained with --bistream")
-    lm_options = dict(sampling=_sampling(args), cfg_scale=1.0 if args.lm_cfg_scale is None else args.lm_cfg_scale)
+    lm_options = dict(sampling=_sampling(args, lm), cfg_scale=1.0 if args.lm_cfg_scale is None else args.lm_cfg_scale)
     if text == "-" and not args.text_stream:
         text = sys.stdin.read()
     source = _text_pieces(text) if args.text_stream else text

@@ -14,6 +14,14 @@ A speaker prompt is its text ids (``prompt_text``, read before the text) and its
 ``ceil(max_ratio * L)``, L the number of new text ids. In bistream mode the chunks follow the
 layout (:mod:`tts.token_lm_layout`): after each N text ids exactly M speech tokens are drawn
 (``<eos>`` and ``<fill>`` masked), the prompt's tokens taking the first places.
+
+With ``SamplingSettings(style="cosyvoice")`` the loop makes CosyVoice 2's own decisions (its
+``Qwen2LM.inference`` / ``inference_bistream``), so a model in its layout draws its tokens: ``<fill>``
+is not masked (plain: any id >= C ends the speech; bistream: a drawn ``<fill>`` ends the chunk early),
+and the repetition window counts the ``<fill>`` ids too. Two places where CosyVoice's bistream loop
+leaves its own training layout are not followed: a prompt of exactly k*M tokens (CosyVoice then
+draws M tokens before the next text chunk; here the chunk comes first) and the end of the text
+(CosyVoice feeds the last speech token a second time before the remaining text; here once).
 """
 from __future__ import annotations
 
@@ -56,8 +64,10 @@ class _Sampler:
             raise ValueError(f"prompt speech token {bad[0]} out of range (the model has {self.vocab.codebook})")
         rows = 1 if options.cfg_scale == 1.0 else 2
         self.decoder = model.decoder(rows, options.speaker, options.use_cache)
+        self.cosyvoice = options.sampling.style == "cosyvoice"
         self.logits: torch.Tensor | None = None
         self.out: list[int] = []
+        self.history: list[int] = []  # what repetition-aware sampling looks back on (cosyvoice: <fill> too)
 
     def feed(self, ids: list[int], is_text: bool) -> None:
         if ids:
@@ -67,14 +77,17 @@ class _Sampler:
         self.feed(self.vocab.speech(tokens), False)
 
     def sample(self, allow_eos: bool) -> int:
-        """The next speech token (or ``<eos>``), fed back into the model unless it is ``<eos>``."""
+        """The next speech token, fed back into the model; or an id >= C (``<eos>``; cosyvoice style: any
+        of its special ids), not fed."""
         logits = guided_logits(self.logits, self.options.cfg_scale).clone()
-        logits[self.vocab.fill] = float("-inf")
+        if not self.cosyvoice:
+            logits[self.vocab.fill] = float("-inf")
         if not allow_eos:
             logits[self.vocab.eos] = float("-inf")
-        token = sample_next(logits, self.out, self.options.sampling, self.generator)
-        if token != self.vocab.eos:
+        token = sample_next(logits, self.history, self.options.sampling, self.generator)
+        if token < self.vocab.codebook:
             self.out.append(token)
+            self.history.append(token)
             self.feed_speech([token])
         return token
 
@@ -82,7 +95,7 @@ class _Sampler:
         low, high = self.options.length_bounds(text_len)
         while len(self.out) < high:
             token = self.sample(allow_eos=len(self.out) >= low)
-            if token == self.vocab.eos:
+            if token >= self.vocab.codebook:
                 return
             yield token
 
@@ -121,6 +134,7 @@ class BistreamGenerator:
         self.text_ids = 0  # new text ids received
         self.ended = False
         self.due = 0  # speech places left in the current chunk
+        self.drawn = False  # a token of the current chunk was drawn (not a prompt token)
         self.s.feed([self.s.vocab.bistream], False)
 
     @property
@@ -143,7 +157,7 @@ class BistreamGenerator:
         while len(self.pending) >= self.n:
             chunk, self.pending = self.pending[: self.n], self.pending[self.n:]
             self.s.feed(chunk, True)
-            self.due = self.m
+            self.due, self.drawn = self.m, False
             while self.due:
                 yield from self._speech(1)
 
@@ -152,8 +166,17 @@ class BistreamGenerator:
             self.due -= 1
             if self.forced:
                 self.s.feed_speech([self.forced.pop(0)])
+                continue
+            token = self.s.sample(allow_eos=False)
+            if token >= self.s.vocab.codebook:  # cosyvoice style only: a drawn <fill> ends the chunk
+                if token != self.s.vocab.fill:
+                    raise ValueError(f"the model drew id {token} (neither a speech token nor <fill>) inside a chunk")
+                self.due = 0
             else:
-                yield self.s.sample(allow_eos=False)
+                self.drawn = True
+                yield token
+            if self.due == 0 and self.s.cosyvoice and (self.drawn or token == self.s.vocab.fill):
+                self.s.history.append(self.s.vocab.fill)  # CosyVoice counts the chunk's <fill> as generated
 
     def finish(self) -> Iterator[int]:
         """The text has ended: returns an iterator over the rest (remaining chunks, the last text ids and

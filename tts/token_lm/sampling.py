@@ -12,6 +12,11 @@
   kept unless it already occurs at least ``ras_ratio * ras_window`` times among the last
   ``ras_window`` tokens; then it is drawn again from the full (unfiltered, temperature-scaled)
   distribution, which breaks the loops that nucleus sampling falls into.
+- ``style="cosyvoice"``: CosyVoice 2's own sampler (``ras_sampling``), draw for draw: the nucleus
+  (top-p, capped at top-k, on a stable sort) drawn with ``torch.multinomial``; a token repeated too
+  often is excluded and the next one drawn from the rest of the full distribution. With the same seed
+  it gives CosyVoice's tokens (``tests/tts/token_lm/test_cosyvoice_reference.py``); KV-cached and
+  uncached runs can then differ where two probabilities differ in the last bits.
 - ``guided_logits``: classifier-free guidance on log-probabilities,
   ``log p_u + scale * (log p_c - log p_u)`` (scale 1: the conditional row alone).
 """
@@ -22,6 +27,8 @@ from typing import Sequence
 
 import torch
 
+STYLES = ("toolkit", "cosyvoice")
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -30,9 +37,12 @@ class SamplingSettings:
     top_p: float = 0.8  # then the smallest set reaching this probability (1: all)
     ras_window: int = 10  # repetition-aware sampling: recent tokens looked at (0: off)
     ras_ratio: float = 0.1  # ... redraw from the full distribution when the token fills this share of them
+    style: str = "toolkit"  # toolkit (inverse-CDF draws) | cosyvoice (CosyVoice 2's ras_sampling, draw for draw)
 
     def check(self) -> None:
         """Raise ValueError (one line) for settings that cannot sample."""
+        if self.style not in STYLES:
+            raise ValueError(f"sampling style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
@@ -82,9 +92,31 @@ def sample_next(logits: torch.Tensor, history: Sequence[int], settings: Sampling
     """The next token for logits (V,) given the tokens generated so far (module docstring)."""
     if settings.temperature == 0:
         return int(torch.argmax(logits))
+    if settings.style == "cosyvoice":
+        return cosyvoice_ras(logits, history, settings, generator)
     token = draw(filter_logits(logits, settings.temperature, settings.top_k, settings.top_p), generator)
     if settings.ras_window and repeats(history, token, settings.ras_window) >= settings.ras_ratio * settings.ras_window:
         token = draw(filter_logits(logits, settings.temperature), generator)
+    return token
+
+
+def cosyvoice_ras(logits: torch.Tensor, history: Sequence[int], settings: SamplingSettings,
+                  generator: torch.Generator | None = None) -> int:
+    """CosyVoice 2's repetition-aware sampling on logits (V,) (module docstring): the same draws from the
+    same random stream as its ``ras_sampling`` (``cosyvoice/utils/common.py``)."""
+    scores = (logits.float() / settings.temperature).log_softmax(-1)
+    probs, order = scores.softmax(-1).sort(descending=True, stable=True)
+    top_k = settings.top_k or probs.numel()
+    kept, total = 0, probs.new_zeros(())  # the nucleus: add tokens while the float32 running sum is below top-p
+    while kept < min(top_k, probs.numel()) and total < settings.top_p:
+        total = total + probs[kept]
+        kept += 1
+    token = int(order[torch.multinomial(probs[:kept], 1, replacement=True, generator=generator)])
+    window = list(history)[-settings.ras_window:] if settings.ras_window else []
+    if settings.ras_window and sum(t == token for t in window) >= settings.ras_window * settings.ras_ratio:
+        scores = scores.clone()
+        scores[token] = float("-inf")
+        token = int(torch.multinomial(scores.softmax(-1), 1, replacement=True, generator=generator))
     return token
 
 

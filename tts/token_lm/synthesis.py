@@ -30,6 +30,8 @@ from tts.token_lm.generate import BistreamGenerator, GenerationOptions, generate
 from tts.token_lm.sampling import SamplingSettings
 
 _WHITESPACE = re.compile(r"\s")
+# front ends whose last ids depend on the whole word (phonemes; a backbone's BPE merges): committed at whitespace
+WORD_FRONTENDS = ("phonemes", "backbone")
 
 
 def _need_lm_run(run: TTSRun) -> None:
@@ -104,8 +106,8 @@ def speech_tokens(run: TTSRun, text: str, prompt_text: str | None = None, prompt
 
 class TextStreamer:
     """Text pieces in, speech tokens out (bistream runs). Text is committed up to its last character
-    (which may still combine with what follows) or, for phonemes, up to its last whitespace (a word may
-    still grow), encoded with the run's front end, and handed to the LM in chunks of N ids."""
+    (which may still combine with what follows) or, for phonemes and a backbone's tokenizer, up to its
+    last whitespace (a word may still grow), encoded with the run's front end, and handed to the LM in chunks of N ids."""
 
     def __init__(self, run: TTSRun, prompt_text: str | None = None, prompt_tokens=None, seed: int | None = 0,
                  **options):
@@ -128,7 +130,7 @@ class TextStreamer:
         """End of the committed part of ``full`` (which only grows): phonemes: its last whitespace (a
         word's sound depends on all of it), found in the part not searched yet; else all but the last
         character."""
-        if self.run.frontend.kind != "phonemes":
+        if self.run.frontend.kind not in WORD_FRONTENDS:
             return len(full) - 1
         for match in _WHITESPACE.finditer(full, self.searched):
             self.last_space = match.start()

@@ -51,19 +51,21 @@ class ModelTrainer(Trainer):
         run.barrier()
         return json.loads((out / "latent.json").read_text())
 
-    def setup(self, run: TrainingRun, kind: str, config: dict[str, Any]) -> None:
-        """Build the ``kind`` model from ``config`` on the run's device, with its optimizer and schedule,
-        registered for checkpoints; ``self.step_model`` is the (DDP / compiled) module to call."""
+    def setup(self, run: TrainingRun, kind: str, config: dict[str, Any], **build: Any) -> None:
+        """Build the ``kind`` model from ``config`` (``build``: :func:`tts.run.build_model`'s other arguments)
+        on the run's device, with its optimizer and schedule, registered for checkpoints;
+        ``self.step_model`` is the (DDP / compiled) module to call."""
         cfg = self.cfg
         self.spec = {"kind": kind, "config": config}
-        self.model = build_model(kind, config).to(run.device)
+        self.model = build_model(kind, config, **build).to(run.device)
         run.log(f"{kind} model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters; "
                 f"{run.world_size} process(es) on {run.device}, {run.precision}")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
+        trainable = [p for p in self.model.parameters() if p.requires_grad]  # a frozen part (LoRA's base) is left out
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate,
                                            weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         self.scheduler = cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_ratio=0.1)
         run.register_module("model", self.model)
-        run.register_optimizer("optimizer", self.optimizer, self.model.parameters(), self.scheduler, "scheduler")
+        run.register_optimizer("optimizer", self.optimizer, trainable, self.scheduler, "scheduler")
         self.step_model = run.compile(run.distributed(self.model))
 
     def started(self, run: TrainingRun) -> None:

@@ -12,9 +12,16 @@ Every token file must have the same token rate. The codebook size is ``--codeboo
 files' ``codebook_size`` metadata, else the largest id + 1. With ``--bistream`` each utterance whose
 speech outlasts its full text chunks is trained in the interleaved layout with probability
 ``bistream_prob`` (the plain layout otherwise), so one model serves both synthesis modes.
+
+With ``--backbone PATH_OR_HUB_ID`` the model is :class:`tts.token_lm.backbone.BackboneTokenLM`: a
+Hugging Face causal LM started from its pretrained weights, the text read by its own tokenizer
+(``RUN/backbone/`` keeps its config and tokenizer; the weights are in the checkpoints), in CosyVoice
+2's layout; ``--lora-rank`` trains LoRA adapters instead of the whole backbone, ``--gradient-checkpointing``
+trades compute for memory, and ``--text-condition hidden`` is MinMo's conditioning.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -29,6 +36,7 @@ from dcae.training import ConfigError, TrainingRun
 from tts.run import save_run_files
 from tts.text import KINDS as FRONTEND_KINDS
 from tts.text import FrontendError, TextFrontend
+from tts.token_lm.backbone import TEXT_CONDITIONS, BackboneError, BackboneLMConfig, BackboneTokenizer, backbone_config
 from tts.token_lm.layout import IGNORE, bistream_layout, fits_bistream, plain_layout
 from tts.token_lm.model import TokenLMConfig
 from tts.trainers.config import TTSRunConfig, check_manifest, check_transformer
@@ -36,6 +44,7 @@ from tts.trainers.data import batch_stream, check_speakers, speaker_of, training
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 
 KIND = "token-lm"
+BACKBONE_DIR, TEXT_LLM_DIR = "backbone", "text_llm"  # in the run folder: the backbone's (and frozen LLM's) config
 LENGTH_MARGIN = 0.8  # the length rule allows this fraction of the smallest ratio seen, and 1 / it of the largest
 
 
@@ -65,9 +74,21 @@ class TokenLMTrainConfig(TTSRunConfig):
     bistream_prob: float = 0.5  # fraction of the fitting utterances trained interleaved
     text_chunk: int = 5  # bistream: text ids per chunk (N)
     speech_chunk: int = 15  # bistream: speech tokens per chunk (M); utterances need more than M/N tokens per id
+    # pretrained LLM backbone (a Hugging Face causal LM); width/layers/heads/ff_mult/dropout/text_frontend then unused
+    backbone: str = ""  # folder or hub id of the backbone (e.g. Qwen/Qwen2.5-0.5B); empty: the from-scratch transformer
+    text_condition: str = "embeddings"  # backbone: embeddings (CosyVoice 2) | hidden (MinMo: a frozen text LLM's states)
+    text_llm: str = ""  # text_condition=hidden: folder or hub id of the frozen text LLM (empty: the backbone as loaded)
+    lora_rank: int = 0  # backbone: > 0 trains LoRA adapters of this rank (peft) instead of the whole backbone
+    lora_alpha: int = 16  # backbone: LoRA scale numerator
+    gradient_checkpointing: bool = False  # backbone: recompute activations in the backward pass (less memory)
 
 
 def model_config(cfg: TokenLMTrainConfig, text_vocab: int, codebook: int) -> dict[str, Any]:
+    if cfg.backbone:
+        fields = {k: getattr(cfg, k) for k in BackboneLMConfig.__dataclass_fields__ if hasattr(cfg, k)}
+        fields.update(backbone=BACKBONE_DIR, text_vocab=text_vocab, codebook_size=codebook,
+                      text_llm=TEXT_LLM_DIR if cfg.text_llm else "")
+        return asdict(BackboneLMConfig(**fields))
     fields = {k: getattr(cfg, k) for k in TokenLMConfig.__dataclass_fields__ if hasattr(cfg, k)}
     fields.update(text_vocab=text_vocab, codebook_size=codebook)
     return asdict(TokenLMConfig(**fields))
@@ -89,7 +110,10 @@ def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
         raise ManifestError(f"{corpus.path}: no row has at most {cfg.max_tokens} speech tokens")
     rows, counts = [r for r, _ in kept], [n for _, n in kept]
     texts = [str(r["text"]) for r in rows]
-    frontend = TextFrontend.fit(texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
+    if cfg.backbone:
+        frontend = save_backbone_files(cfg, out, log)
+    else:
+        frontend = TextFrontend.fit(texts, cfg.text_frontend, cfg.lowercase, cfg.phoneme_language)
     lengths = [len(ids) for ids in frontend.encode_batch(texts)]
     empty = [r["id"] for r, n in zip(rows, counts) if n == 0]
     if empty:
@@ -110,11 +134,30 @@ def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
                               f"lower --speech-chunk or raise --text-chunk")
         info["bistream_fit"] = fit / len(rows)
         log(f"bistream: {fit} of {len(rows)} utterances fit the {cfg.text_chunk}:{cfg.speech_chunk} layout")
-    save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook), frontend, None, info)
+    save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook),
+                   None if cfg.backbone else frontend, None, info)
     log(f"{len(rows)} utterances, {sum(counts)} speech tokens at "
-        f"{tokens.token_rate:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} ({cfg.text_frontend}), "
+        f"{tokens.token_rate:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} "
+        f"({cfg.backbone + ' tokenizer' if cfg.backbone else cfg.text_frontend}), "
         f"{info['tokens_per_text']:.2f} tokens per text id (length rule {info['min_len_ratio']:.2f}.."
         f"{info['max_len_ratio']:.2f})")
+
+
+def save_backbone_files(cfg: TokenLMTrainConfig, out: Path, log) -> BackboneTokenizer:
+    """RUN/backbone/ (and RUN/text_llm/): the backbone's config and tokenizer, so the run rebuilds without
+    its source; returns the tokenizer (the run's text front end)."""
+    try:
+        config = backbone_config(cfg.backbone)
+        tokenizer = BackboneTokenizer.load(cfg.backbone, config.vocab_size)
+        config.save_pretrained(str(out / BACKBONE_DIR))
+        tokenizer.save(out / BACKBONE_DIR)
+        if cfg.text_llm:
+            backbone_config(cfg.text_llm).save_pretrained(str(out / TEXT_LLM_DIR))
+    except BackboneError as e:
+        raise ConfigError(f"--backbone: {e}") from None
+    log(f"backbone {cfg.backbone}: {config.model_type}, hidden {config.hidden_size}, {config.num_hidden_layers} "
+        f"layers, text vocabulary {config.vocab_size}")
+    return tokenizer
 
 
 class LayoutItems:
@@ -123,7 +166,7 @@ class LayoutItems:
     bistream training each fitting row is interleaved with probability ``bistream_prob``, drawn from
     the window's seeded ``rng`` (so a resumed run draws the same)."""
 
-    def __init__(self, frontend: TextFrontend, cfg: TokenLMConfig, max_tokens: int, bistream_prob: float,
+    def __init__(self, frontend: TextFrontend | BackboneTokenizer, cfg: TokenLMConfig | BackboneLMConfig, max_tokens: int, bistream_prob: float,
                  source: Path):
         self.frontend, self.cfg, self.vocab, self.max_tokens, self.source = frontend, cfg, cfg.vocab, max_tokens, source
         self.bistream_prob = bistream_prob if cfg.bistream else 0.0
@@ -190,6 +233,15 @@ class TokenLMTrainer(ModelTrainer):
         for name in ("cond_drop", "bistream_prob"):
             if not 0 <= getattr(cfg, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
+        if cfg.text_condition not in TEXT_CONDITIONS:
+            raise ConfigError(f"--text-condition: one of {', '.join(TEXT_CONDITIONS)}, got {cfg.text_condition!r}")
+        if not cfg.backbone and (cfg.text_condition != "embeddings" or cfg.text_llm or cfg.lora_rank
+                                 or cfg.gradient_checkpointing):
+            raise ConfigError("--text-condition/--text-llm/--lora-rank/--gradient-checkpointing need --backbone")
+        if cfg.text_llm and cfg.text_condition != "hidden":
+            raise ConfigError("--text-llm is the frozen LLM of --text-condition hidden")
+        if cfg.lora_rank < 0:
+            raise ConfigError(f"--lora-rank must be >= 0 (0: full fine-tuning), got {cfg.lora_rank}")
         if cfg.min_len_ratio < 0 or cfg.max_len_ratio < 0 or (
                 cfg.max_len_ratio and cfg.min_len_ratio > cfg.max_len_ratio):
             raise ConfigError("--min-len-ratio/--max-len-ratio: need 0 <= min <= max (0: fitted on the data)")
@@ -198,9 +250,26 @@ class TokenLMTrainer(ModelTrainer):
         check_manifest(cfg)
 
     def build(self, run: TrainingRun) -> None:
+        out = Path(self.cfg.output_dir)
+        fresh = not is_restart(out, KIND) or not self.checkpoints_exist(out)
         info = self.run_files(run, prepare_run)
-        self.frontend = TextFrontend.load(Path(self.cfg.output_dir) / "vocab.json")
-        self.setup(run, KIND, model_config(self.cfg, self.frontend.vocab_size, info["codebook_size"]))
+        if not self.cfg.backbone:
+            self.frontend = TextFrontend.load(out / "vocab.json")
+            self.setup(run, KIND, model_config(self.cfg, self.frontend.vocab_size, info["codebook_size"]))
+            return
+        text_vocab = json.loads((out / "model.json").read_text())["config"]["text_vocab"]
+        try:
+            self.frontend = BackboneTokenizer.load(out / BACKBONE_DIR, text_vocab)
+        except BackboneError as e:
+            raise ConfigError(str(e)) from None
+        # a first start loads the pretrained weights; a restart rebuilds from RUN/backbone and its checkpoint
+        self.setup(run, KIND, model_config(self.cfg, text_vocab, info["codebook_size"]), root=out,
+                   weights=self.cfg.backbone if fresh else None,
+                   text_llm_weights=self.cfg.text_llm if fresh and self.cfg.text_llm else None)
+
+    @staticmethod
+    def checkpoints_exist(out: Path) -> bool:
+        return any((out / "checkpoints").glob("model_*.pt"))
 
     def dataset(self, run: TrainingRun) -> BatchStream:
         cfg = self.cfg
@@ -208,4 +277,6 @@ class TokenLMTrainer(ModelTrainer):
         check_speakers(corpus, cfg.speaker_dim)
         items = LayoutItems(self.frontend, self.model.cfg, cfg.max_tokens, cfg.bistream_prob, corpus.path)
         columns = ["text", "tokens", *(["speaker_embedding"] if cfg.speaker_dim else [])]
+        if cfg.backbone:
+            self.user_errors = (*self.user_errors, BackboneError)
         return batch_stream(cfg, run, corpus, items, collate_layouts, layout_length, columns)
