@@ -118,13 +118,16 @@ class SyntheticTokenCorpus:
     """
 
     def __init__(self, vocab: int = 8, token_rate: float = 25.0, frame_rate: float = SAMPLE_RATE / HOP / COMPRESSION,
-                 dim: int = 16, noise: float = 0.05, seed: int = 0, context: float = 0.0):
+                 dim: int = 16, noise: float = 0.05, seed: int = 0, context: float = 0.0, speakers: int = 0,
+                 speaker_scale: float = 1.0):
         g = torch.Generator().manual_seed(seed)
         self.vocab, self.token_rate, self.frame_rate = vocab, token_rate, frame_rate
         self.ratio = token_rate / frame_rate
         self.dim, self.noise, self.context = dim, noise, context
         self.level = torch.randn(vocab, dim, generator=g)
         self.slope = torch.randn(vocab, dim, generator=g)
+        # speakers: each adds its own fixed pattern to every frame of its utterances (the tokens carry content only)
+        self.patterns = torch.randn(speakers, dim, generator=g) * speaker_scale
 
     def num_frames(self, num_tokens: int) -> int:
         return frames_for_tokens(num_tokens, self.ratio)
@@ -158,20 +161,24 @@ class SyntheticTokenCorpus:
                 out.append(seq)
         return out
 
-    def write(self, folder: str | Path, sequences: list[list[int]], seed: int = 0) -> Path:
+    def write(self, folder: str | Path, sequences: list[list[int]], seed: int = 0,
+              speakers: list[int] | None = None) -> Path:
         """Latent files, token files and ``manifest.jsonl`` (rows with ``token_path``, ``num_tokens``,
-        ``token_rate``; no stats.json) for ``sequences``; returns the manifest path."""
+        ``token_rate``; no stats.json) for ``sequences``; returns the manifest path. With ``speakers``
+        (one index per sequence) each latent carries its speaker's pattern and its row ``speaker``."""
         folder = Path(folder)
         g = torch.Generator().manual_seed(seed)
         rows = []
         for i, seq in enumerate(sequences):
             latent = self.truth(seq)
+            if speakers is not None:
+                latent = latent + self.patterns[speakers[i]]
             latent = latent + self.noise * torch.randn(latent.shape, generator=g)
             row = write_latent_row(folder, i, latent, self.frame_rate)
             save_tokens(folder / "tokens" / f"{row['id']}.safetensors", seq, self.token_rate,
                         extra={"tokenizer": "synthetic", "codebook_size": self.vocab})
             rows.append({**row, "token_path": f"tokens/{row['id']}.safetensors", "num_tokens": len(seq),
-                         "token_rate": self.token_rate})
+                         "token_rate": self.token_rate, **({} if speakers is None else {"speaker": f"spk{speakers[i]}"})})
         manifest = folder / "manifest.jsonl"
         write_manifest(manifest, rows)
         return manifest

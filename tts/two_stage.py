@@ -32,7 +32,7 @@ import torch
 from dcae.audio import load_checked_audio
 from tts.run import RunError, TTSRun, load_run
 from tts.synthesis import NoFrameError, SynthesisError, gather_audio, read_token_file
-from tts.token_flow.inputs import frames_for
+from tts.token_flow.inputs import frames_for, reference_from_audio
 from tts.token_flow.streaming import stream_audio, stream_latents
 from tts.token_flow.synthesis import synthesize_tokens
 from tts.token_lm.sampling import SamplingSettings
@@ -219,9 +219,12 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
                want_latent: bool, want_audio: bool, stream: bool, chunk_frames: int | None,
                lookahead: int | None, seed: int, steps: int | None, cfg_scale: float | None,
                temperature: float, frames: int | None, max_frames: int | None, device: torch.device,
-               make_wrapper: Callable[[TTSRun], Any]) -> TwoStageSpeech:
+               make_wrapper: Callable[[TTSRun], Any], speaker_audio: Path | None = None,
+               speaker_latent: torch.Tensor | None = None) -> TwoStageSpeech:
     """Text -> speech tokens with a token-lm run, and with ``args.flow`` on to latents and audio
-    (``make_wrapper(flow_run)`` gives the decoder), offline or streamed through every stage.
+    (``make_wrapper(flow_run)`` gives the decoder), offline or streamed through every stage. A zero-shot
+    voice with no transcript: ``speaker_audio`` / ``speaker_latent`` (a latent (D, R)) for a flow run
+    with a learnable speaker encoder.
     ``text`` "-" reads standard input. Raises :class:`SynthesisError` (one line)."""
     if text is None or tokens_file is not None:
         raise SynthesisError(f"{lm.directory}: a token-lm run speaks --text (not --tokens)")
@@ -229,8 +232,14 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
         raise SynthesisError("--frames/--max-frames do not apply to a token-lm run: the LM decides the length")
     if (want_latent or want_audio) and args.flow is None:
         raise SynthesisError("--out-latent and -o need --flow FLOW_RUN (a token-flow run) after a token-lm run")
-    if args.flow is None and (stream or args.prompt_audio is not None or prompt_latent is not None):
-        raise SynthesisError("--stream, --prompt-audio and --prompt-latent need --flow FLOW_RUN")
+    if args.flow is None and (stream or args.prompt_audio is not None or prompt_latent is not None
+                              or speaker_audio is not None or speaker_latent is not None):
+        raise SynthesisError("--stream, --prompt-audio, --prompt-latent, --speaker-audio and --speaker-latent need "
+                             "--flow FLOW_RUN")
+    if speaker_audio is not None and speaker_latent is not None:
+        raise SynthesisError("give --speaker-audio or --speaker-latent, not both")
+    if speaker_audio is not None and not speaker_audio.is_file():
+        raise SynthesisError(f"--speaker-audio {speaker_audio}: file not found")
     if args.prompt_audio is not None:
         _tokenizer_spec(args, lm)  # before loading any model
         if not args.prompt_audio.is_file():
@@ -242,8 +251,13 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
         except RunError as e:
             raise SynthesisError(str(e)) from None
         check_pair(lm, flow)
-        if want_audio or args.prompt_audio is not None:
+        if (speaker_audio is not None or speaker_latent is not None) and flow.model.speaker_encoder is None:
+            raise SynthesisError(f"{flow.directory}: --speaker-audio/--speaker-latent need a token-flow run trained "
+                                 f"with --speaker-encoder learnable")
+        if want_audio or args.prompt_audio is not None or speaker_audio is not None:
             wrapper = make_wrapper(flow)
+        if speaker_audio is not None:
+            speaker_latent = reference_from_audio(wrapper, speaker_audio)
     prompt = _prompt(args, lm, flow, wrapper, prompt_latent, prompt_tokens_file, prompt_text)
     if args.text_stream and not lm.model.cfg.bistream:
         raise SynthesisError(f"{lm.directory}: --text-stream needs a run trained with --bistream")
@@ -251,7 +265,7 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
     if text == "-" and not args.text_stream:
         text = sys.stdin.read()
     source = _text_pieces(text) if args.text_stream else text
-    flow_options = dict(steps=steps, cfg_scale=cfg_scale, temperature=temperature)
+    flow_options = dict(steps=steps, cfg_scale=cfg_scale, temperature=temperature, speaker_reference=speaker_latent)
     written: list[int] = []
     started = time.perf_counter()
     if flow is None or not stream:

@@ -52,6 +52,7 @@ class _Asked:
     stream: bool
     audio: bool  # -o
     prompt_audio: bool
+    speaker_audio: bool = False
 
 
 # Where each option takes effect: (parameter names, applies?, where). A given option that does not
@@ -65,8 +66,10 @@ APPLIES: list[tuple[tuple[str, ...], Callable[[_Asked], bool], str]] = [
      "to a token-lm run with --flow only: they set the flow model's sampler (the LM's: --lm-temperature, "
      "--lm-cfg-scale, --top-k, --top-p)"),
     (("tokenizer_spec",), lambda a: a.prompt_audio, "with --prompt-audio only: it makes the prompt audio's tokens"),
-    (("ae_model", "ae_config", "vocoder", "precision"), lambda a: a.audio or a.prompt_audio,
-     "with -o (or --prompt-audio) only: they load the decoder"),
+    (("ae_model", "ae_config", "vocoder", "precision"), lambda a: a.audio or a.prompt_audio or a.speaker_audio,
+     "with -o (or --prompt-audio, --speaker-audio) only: they load the DC-AE"),
+    (("speaker_audio", "speaker_latent"), lambda a: a.kind == "token-flow" or (a.kind == "token-lm" and a.flow),
+     "to token-flow runs (token-lm runs: with --flow) trained with --speaker-encoder learnable only"),
 ]
 
 
@@ -109,6 +112,11 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 @click.option("--prompt-audio", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=LM_OPTIONS_HELP["prompt_audio"])
 @click.option("--tokenizer", "tokenizer_spec", default=None, help=LM_OPTIONS_HELP["tokenizer"])
+@click.option("--speaker-audio", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Zero-shot voice with no transcript: audio of the speaker, read by the learnable speaker encoder "
+                   "of a token-flow run trained with --speaker-encoder learnable (its DC-AE latent).")
+@click.option("--speaker-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The same from a latent file (.safetensors from dcae encode/export).")
 @click.option("--text-stream", is_flag=True, help=LM_OPTIONS_HELP["text_stream"])
 @click.option("--top-k", type=int, default=None, help=LM_OPTIONS_HELP["top_k"] + " [default: 25]")
 @click.option("--top-p", type=float, default=None, help=LM_OPTIONS_HELP["top_p"] + " [default: 0.8]")
@@ -134,7 +142,7 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None,
                 frames: int | None, prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None,
                 out_tokens: Path | None, flow_dir: Path | None, prompt_audio: Path | None, tokenizer_spec: str | None,
-                text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
+                speaker_audio: Path | None, speaker_latent: Path | None, text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
                 lm_cfg_scale: float | None, stream: bool,
                 chunk_frames: int | None, lookahead: int | None, seed: int, steps: int | None,
                 cfg_scale: float | None, temperature: float, max_frames: int | None, out_latent: Path | None,
@@ -150,6 +158,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
     from tts.run import RunError, load_run
     from tts.synthesis import SynthesisError
+    from tts.token_flow.inputs import reference_from_audio
     from tts.token_flow.synthesis import speak_token_file
     from tts.token_lm.synthesis import save_token_output
     from tts.two_stage import LMOptions, speak_text
@@ -175,7 +184,15 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     except RunError as e:
         fail(str(e))
     refuse_inapplicable(ctx, _Asked(run.kind, flow=flow_dir is not None, stream=stream, audio=output is not None,
-                                    prompt_audio=prompt_audio is not None))
+                                    prompt_audio=prompt_audio is not None, speaker_audio=speaker_audio is not None))
+    if speaker_audio is not None and speaker_latent is not None:
+        fail("give --speaker-audio or --speaker-latent, not both")
+    reference = None
+    if speaker_latent is not None:
+        try:
+            reference, _ = load_latent(speaker_latent)
+        except LatentFileError as e:
+            fail(f"--speaker-latent: {e}")
     if chunk_frames is not None and chunk_frames < (1 if stream else 0):
         fail(f"--chunk-frames must be at least {1 if stream else 0}{' with --stream' if stream else ''}, "
              f"got {chunk_frames}")
@@ -192,7 +209,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
                 stream=stream, chunk_frames=chunk_frames, lookahead=lookahead, seed=seed, steps=steps,
                 cfg_scale=cfg_scale, temperature=temperature, frames=frames, max_frames=max_frames, device=tts_device,
                 make_wrapper=lambda flow: _audio_wrapper(flow, flow.directory, ae_model, ae_config, vocoder, device,
-                                                         precision))
+                                                         precision), speaker_audio=speaker_audio, speaker_latent=reference)
         except (SynthesisError, LatentFileError) as e:
             fail(str(e))
         tokens, flow = speech.tokens, speech.flow
@@ -221,15 +238,23 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
             fail(str(e))
     args = dict(prompt=prompt, prompt_text=prompt_text, frames=frames, seed=seed, steps=steps,
                 temperature=temperature, cfg_scale=cfg_scale, max_frames=max_frames)
+    if (speaker_audio is not None or reference is not None) and getattr(run.model, "speaker_encoder", None) is None:
+        fail(f"{run_dir}: --speaker-audio/--speaker-latent need a run trained with --speaker-encoder learnable")
+    if speaker_audio is not None and not speaker_audio.is_file():
+        fail(f"--speaker-audio {speaker_audio}: file not found")
     wrapper = None
-    if output is not None:
+    if output is not None or speaker_audio is not None:
         wrapper = _audio_wrapper(run, run_dir, ae_model, ae_config, vocoder, device, precision)
     try:
+        if speaker_audio is not None:
+            reference = reference_from_audio(wrapper, speaker_audio)
+        if output is None:
+            wrapper = None  # it only read the speaker's audio
         if not run.takes_text:
             speech = speak_token_file(run, wrapper, tokens_file, prompt, prompt_tokens, frames=frames,
                                       max_frames=max_frames, stream=stream, chunk_frames=chunk_frames,
                                       lookahead=lookahead, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                                      temperature=temperature)
+                                      temperature=temperature, speaker_reference=reference)
             latent, audio = speech.latent, speech.audio
             if speech.first_audio is not None:
                 click.echo(f"streaming: first audio after {speech.first_audio[0]:.2f} s, with {speech.first_audio[1]} "

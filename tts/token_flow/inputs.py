@@ -1,6 +1,7 @@
 """What a token-flow run accepts (:func:`tts.run.load_run`): token ids in its range, enough tokens for
 one latent frame, a token file at its token rate, a voice prompt (latent + its tokens) at the
-corpus's tokens per frame, a speaker embedding of its size. Each check raises a one-line
+corpus's tokens per frame, a speaker embedding of its size or a speaker reference (audio or latent)
+for a learnable speaker encoder. Each check raises a one-line
 :class:`~tts.synthesis.SynthesisError`; offline synthesis (:mod:`tts.token_flow.synthesis`) and
 streaming (:mod:`tts.token_flow.streaming`) both use them.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from dcae.audio import AudioError, load_checked_audio
 from tts.run import TTSRun
 from tts.synthesis import NoFrameError, SynthesisError, read_token_file
 
@@ -75,9 +77,38 @@ def token_prompt(run: TTSRun, prompt: torch.Tensor | None, prompt_tokens: torch.
     return run.stats.normalize(prompt.T.float()), prompt_tokens
 
 
-def speaker_vector(run: TTSRun, speaker: torch.Tensor | None) -> torch.Tensor | None:
-    """A speaker embedding (S,) checked against the run (None: none; runs without speakers ignore it)."""
-    size = run.model.cfg.speaker_dim
+def reference_from_audio(wrapper, path: str | Path) -> torch.Tensor:
+    """A speaker reference from audio: its DC-AE latent (D, R) (``wrapper``: a
+    :class:`dcae.pipeline.DCAEInferenceWrapper`). Raises :class:`SynthesisError` naming the file."""
+    try:
+        audio = load_checked_audio(path, wrapper.sample_rate)
+    except AudioError as e:
+        raise SynthesisError(f"--speaker-audio: {e}") from None
+    latent = wrapper.encode(audio, wrapper.sample_rate)[0]
+    if latent.shape[-1] == 0:
+        raise SynthesisError(f"--speaker-audio {path}: too short for one latent frame ({4096 / wrapper.sample_rate:.2f} s)")
+    return latent.float().cpu()
+
+
+def speaker_vector(run: TTSRun, speaker: torch.Tensor | None, reference: torch.Tensor | None = None
+                   ) -> torch.Tensor | None:
+    """The speaker vector the run is conditioned on: a fixed embedding (S,) checked against the run, or
+    for a learnable speaker encoder the vector of ``reference`` (the reference's latent (D, R), as a
+    latent file holds it). None: none (runs without speakers ignore a fixed one)."""
+    model = run.model
+    if reference is not None:
+        if model.speaker_encoder is None:
+            raise SynthesisError(f"{run.directory}: a speaker reference needs a run trained with --speaker-encoder "
+                                 f"learnable" + (" (this one takes a fixed speaker embedding)" if model.speaker_size
+                                                 else ""))
+        reference = torch.as_tensor(reference, dtype=torch.float32)
+        if reference.ndim != 2 or reference.shape[0] != model.cfg.latent_dim or reference.shape[1] == 0:
+            raise SynthesisError(f"speaker reference: expected a latent ({model.cfg.latent_dim}, frames), "
+                                 f"got {tuple(reference.shape)}")
+        if not torch.isfinite(reference).all():
+            raise SynthesisError("speaker reference: the latent holds NaN or Inf")
+        return model.encode_speaker(run.stats.normalize(reference.T))
+    size = model.speaker_size
     if speaker is None or size == 0:
         return None
     speaker = torch.as_tensor(speaker, dtype=torch.float32).reshape(-1)

@@ -12,7 +12,9 @@
   speaker; sampling combines the conditional and unconditional velocities (:mod:`tts.flow_matching`).
 - Speaker embedding (optional, ``speaker_dim`` > 0): a vector per utterance added to the adaLN
   condition, e.g. a speaker-verification embedding of the prompt speaker (Resemblyzer's 256-d
-  d-vector, CAM++'s 192-d x-vector) computed offline and listed per manifest row.
+  d-vector, CAM++'s 192-d x-vector) computed offline and listed per manifest row; or MiniMax-Speech's
+  learnable speaker encoder (``speaker_encoder="learnable"``, :mod:`tts.speakers.learnable`): a
+  reference clip's latents pooled into the vector, trained jointly, dropped with the other conditions.
 - Chunk-aware attention (:mod:`tts.chunk_attention`): per-sample full-context or block-causal masks
   ("unified" training), so one model serves offline synthesis (full context) and streaming
   (chunked; :class:`tts.token_flow_stream.TokenFlowStream` equals :meth:`TokenFlowModel.sample`
@@ -34,6 +36,7 @@ from torch import nn
 
 from tts import flow_matching as fm
 from tts.layers import AdaLNOutput, BackboneConfig, Block, LayerCache, TimeEmbedding, rope_angles
+from tts.speakers.learnable import SpeakerEncoder
 from tts.token_flow.chunk_attention import FULL_CONTEXT, frame_mask, sample_chunks
 from tts.token_flow.encoder import TokenEncoder
 from tts.token_flow.frame_noise import frame_noise
@@ -50,6 +53,9 @@ class TokenFlowConfig(fm.SequenceFlowConfig, BackboneConfig):
     lookahead: int = 3  # tokens the encoder reads ahead
     separate_encoders: bool = True  # a token encoder of its own for each mode (full / chunked)
     speaker_dim: int = 0  # size of an optional speaker embedding (0: none)
+    speaker_encoder: str = "none"  # none | learnable (MiniMax-Speech: a reference clip's latents -> a vector, trained jointly)
+    speaker_layers: int = 2  # learnable speaker encoder: transformer blocks
+    reference_frames: int = 64  # learnable speaker encoder: training references are crops of at most this many frames
     chunk_sizes: list[int] = field(default_factory=lambda: [1, 2, 4])
     full_context_prob: float = 0.7
     prompt_max: float = 0.5
@@ -76,7 +82,13 @@ class TokenFlowModel(nn.Module):
         self.time = TimeEmbedding(w, scale=cfg.time_scale)
         self.mode = nn.Embedding(2, w)  # attention mode: 0 full context, 1 chunked
         self.interval = TimeEmbedding(w, scale=cfg.time_scale) if cfg.meanflow else None
-        self.speaker = nn.Linear(cfg.speaker_dim, w) if cfg.speaker_dim > 0 else None
+        if cfg.speaker_encoder not in ("none", "learnable"):
+            raise ValueError(f"speaker encoder {cfg.speaker_encoder!r}: none or learnable")
+        if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
+            raise ValueError("a learnable speaker encoder replaces the fixed speaker embedding (speaker_dim 0)")
+        self.speaker_encoder = (SpeakerEncoder(cfg.latent_dim, w, cfg.speaker_layers, cfg.heads)
+                                if cfg.speaker_encoder == "learnable" else None)
+        self.speaker = nn.Linear(self.speaker_size, w) if self.speaker_size > 0 else None
         self.blocks = nn.ModuleList(Block(w, cfg.heads, cfg.ff_mult, cfg.dropout, adaptive=True)
                                     for _ in range(cfg.layers))
         self.out = AdaLNOutput(w, cfg.latent_dim)
@@ -84,6 +96,20 @@ class TokenFlowModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.frame_in.weight.device
+
+    @property
+    def speaker_size(self) -> int:
+        """Size of the speaker vector the model is conditioned on (the learnable encoder's: the width)."""
+        return self.cfg.width if self.cfg.speaker_encoder == "learnable" else self.cfg.speaker_dim
+
+    def encode_speaker(self, reference: torch.Tensor) -> torch.Tensor:
+        """Learnable encoder: a reference's normalised latents (R, D) -> the speaker vector (width,)."""
+        if self.speaker_encoder is None:
+            raise ValueError("this model has no learnable speaker encoder")
+        reference = reference.to(self.device).float()[None]
+        mask = torch.ones(reference.shape[:2], dtype=torch.bool, device=self.device)
+        with torch.no_grad():
+            return self.speaker_encoder(reference, mask)[0]
 
     def num_frames(self, num_tokens: int) -> int:
         """Frames for ``num_tokens`` new tokens: round(num_tokens / token_rate * frame_rate)."""
@@ -121,6 +147,8 @@ class TokenFlowModel(nn.Module):
         c = self.time(s) + self.mode(chunked.long())
         if self.interval is not None:
             c = c + self.interval(end - s if end is not None else torch.zeros_like(s))
+        if self.speaker is not None and speaker is None and self.speaker_encoder is not None:
+            speaker = torch.zeros(x.shape[0], self.speaker_size, device=x.device)  # no reference: as dropped
         if self.speaker is not None and speaker is not None:
             c = c + self.speaker(speaker.to(c.dtype))
         h = self.frame_in(torch.cat([x, prompt * prompt_mask[..., None], prompt_mask[..., None].to(x.dtype)], -1))
@@ -133,9 +161,11 @@ class TokenFlowModel(nn.Module):
 
     # ----- training --------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor, latent: torch.Tensor,
-                latent_mask: torch.Tensor, speaker: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                latent_mask: torch.Tensor, speaker: torch.Tensor | None = None, reference: torch.Tensor | None = None,
+                reference_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Losses for tokens (B, N) right-padded with mask (B, N), latents (B, T, D) right-padded with
-        mask (B, T), optional speaker embeddings (B, speaker_dim)."""
+        mask (B, T), optional speaker embeddings (B, speaker_dim), or with the learnable encoder the
+        references' normalised latents (B, R, D) right-padded with mask (B, R)."""
         cfg = self.cfg
         b, t, _ = latent.shape
         device = latent.device
@@ -153,6 +183,8 @@ class TokenFlowModel(nn.Module):
         generate = latent_mask & (j >= prompt_frames[:, None])
         spans = batch_spans(t, cfg.tokens_per_frame).expand(b, -1, -1)
         features = self.frame_features(tokens, token_mask, chunk > 0, spans) * keep[:, None, None]
+        if self.speaker_encoder is not None and reference is not None:
+            speaker = self.speaker_encoder(reference, reference_mask)
         if speaker is not None:
             speaker = speaker * keep[:, None]
         attn = frame_mask(chunk, latent_mask)

@@ -189,9 +189,10 @@ class RunTokenStream:
 def open_stream(run: TTSRun, prompt: torch.Tensor | None = None, prompt_tokens: TokenChunk | None = None,
                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, seed: int = 0, steps: int | None = None,
                 cfg_scale: float | None = None, temperature: float = 1.0, grid: str = "sway",
-                speaker: torch.Tensor | None = None) -> RunTokenStream:
+                speaker: torch.Tensor | None = None, speaker_reference: torch.Tensor | None = None) -> RunTokenStream:
     """A push-style stream (module docstring). ``prompt``: latent (D, P) in the AE's space with its
-    ``prompt_tokens`` (Np,); ``speaker``: (speaker_dim,) for runs trained with speaker embeddings."""
+    ``prompt_tokens`` (Np,); ``speaker``: (speaker_dim,) for runs trained with speaker embeddings;
+    ``speaker_reference``: a reference latent (D, R) for runs with a learnable speaker encoder."""
     if run.kind != "token-flow":
         raise SynthesisError(f"{run.directory}: streaming from tokens needs a token-flow run, not {run.kind}")
     if chunk_frames < 1:
@@ -201,7 +202,8 @@ def open_stream(run: TTSRun, prompt: torch.Tensor | None = None, prompt_tokens: 
     stream = TokenFlowStream(run.model, chunk_frames, prompt_n, prompt_ids, steps=steps or DEFAULT_STEPS["token-flow"],
                              grid=grid, sway=0.0 if run.model.cfg.meanflow else -1.0,
                              cfg_scale=DEFAULT_CFG["token-flow"] if cfg_scale is None else cfg_scale,
-                             temperature=temperature, seed=seed, speaker=speaker_vector(run, speaker))
+                             temperature=temperature, seed=seed,
+                             speaker=speaker_vector(run, speaker, speaker_reference))
     return RunTokenStream(run, stream)
 
 

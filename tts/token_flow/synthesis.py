@@ -30,11 +30,13 @@ def synthesize_tokens(run: TTSRun, tokens: torch.Tensor | list[int], prompt: tor
                       prompt_tokens: torch.Tensor | list[int] | None = None, frames: int | None = None,
                       chunk_frames: int = 0, seed: int = 0, steps: int | None = None, cfg_scale: float | None = None,
                       temperature: float = 1.0, grid: str = "sway", speaker: torch.Tensor | None = None,
-                      max_frames: int | None = None) -> torch.Tensor:
+                      max_frames: int | None = None, speaker_reference: torch.Tensor | None = None) -> torch.Tensor:
     """New latent frames for speech ``tokens`` (N,): (D, frames) in the AE's latent space, ``frames``
     defaulting to round(N / token_rate * frame_rate) (:class:`NoFrameError` when that is none), at most
     ``max_frames`` (an explicit ``frames`` wins). ``chunk_frames`` 0 uses full context (offline); C > 0
-    the block-causal chunks that :mod:`tts.streaming` generates (same seed: same numbers)."""
+    the block-causal chunks that :mod:`tts.streaming` generates (same seed: same numbers).
+    ``speaker``: a fixed speaker embedding (S,); ``speaker_reference``: a reference latent (D, R) for a
+    run with a learnable speaker encoder (no transcript needed)."""
     tokens = check_tokens(run, tokens)
     if tokens.numel() == 0:
         raise SynthesisError("no tokens to synthesise")
@@ -45,7 +47,8 @@ def synthesize_tokens(run: TTSRun, tokens: torch.Tensor | list[int], prompt: tor
                               steps=steps or DEFAULT_STEPS["token-flow"], grid=grid,
                               sway=0.0 if run.model.cfg.meanflow else -1.0,
                               cfg_scale=DEFAULT_CFG["token-flow"] if cfg_scale is None else cfg_scale,
-                              temperature=temperature, seed=seed, speaker=speaker_vector(run, speaker))
+                              temperature=temperature, seed=seed,
+                              speaker=speaker_vector(run, speaker, speaker_reference))
     return run.stats.denormalize(latent.cpu()).T.contiguous()
 
 
@@ -65,16 +68,18 @@ def speak_token_file(run: TTSRun, wrapper, tokens_file: str | Path, prompt: torc
                      prompt_tokens_file: str | Path | None = None, *, frames: int | None = None,
                      max_frames: int | None = None, stream: bool = False, chunk_frames: int | None = None,
                      lookahead: int | None = None, seed: int = 0, steps: int | None = None,
-                     cfg_scale: float | None = None, temperature: float = 1.0) -> Speech:
+                     cfg_scale: float | None = None, temperature: float = 1.0,
+                     speaker_reference: torch.Tensor | None = None) -> Speech:
     """A token file -> latent and, with ``wrapper`` (a :class:`dcae.pipeline.DCAEInferenceWrapper`), audio;
     offline (``chunk_frames`` 0/None: full context) or streamed chunk by chunk (``stream``: the file's
     tokens fed one at a time, as a language model would write them; ``lookahead``: the decoder's).
+    ``speaker_reference``: a reference latent (D, R) for a run with a learnable speaker encoder.
     Raises :class:`SynthesisError`."""
     tokens = load_token_file(run, tokens_file)
     prompt_tokens = (None if prompt_tokens_file is None else  # its length is checked against the prompt latent
                      check_tokens(run, read_token_file(prompt_tokens_file, run), str(prompt_tokens_file)))
     options = dict(prompt=prompt, prompt_tokens=prompt_tokens, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                   temperature=temperature)
+                   temperature=temperature, speaker_reference=speaker_reference)
     if not stream:
         latent = synthesize_tokens(run, tokens, frames=frames, max_frames=max_frames, chunk_frames=chunk_frames or 0,
                                    **options)

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tts.token_lm.layout import IGNORE, Vocab
+from tts.token_lm.model import TokenLMDecoder
 
 TEXT_CONDITIONS = ("embeddings", "hidden")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -108,7 +109,8 @@ def backbone_config(source: str | Path):
         return tf.AutoConfig.from_pretrained(str(source))
     except (OSError, ValueError) as e:
         raise BackboneError(f"{source}: not a Hugging Face model folder or reachable hub id "
-                            f"({str(e).splitlines()[0]})") from None
+                            f"({str(e).splitlines()[0]}); offline, fetch it where there is internet "
+                            f"(hf download ID --local-dir DIR) and give DIR") from None
 
 
 def build_backbone(source: str | Path, weights: str | Path | None = None) -> nn.Module:
@@ -277,31 +279,15 @@ class BackboneTokenLM(nn.Module):
         return BackboneDecoder(self, rows, speaker, use_cache)
 
 
-class BackboneDecoder:
+class BackboneDecoder(TokenLMDecoder):
     """Feeds ids to a :class:`BackboneTokenLM` a few at a time; the logits (rows, C + 3) at the last
     position. With ``use_cache`` the backbone's own KV cache (``transformers.DynamicCache``) keeps the
     earlier positions; without, every call recomputes the whole sequence."""
 
-    def __init__(self, model: BackboneTokenLM, rows: int, speaker: torch.Tensor | None, use_cache: bool):
-        if rows not in (1, 2):
-            raise ValueError(f"rows must be 1 (no guidance) or 2 (conditional, unconditional), got {rows}")
-        self.model, self.rows, self.use_cache = model, rows, use_cache
-        device = model.device
-        self.speaker = None if speaker is None else speaker.reshape(1, -1).float().to(device).expand(rows, -1)
-        if model.speaker is not None and self.speaker is None:
-            raise ValueError(f"this model takes a speaker embedding of {model.cfg.speaker_dim} values")
-        self.hide = torch.arange(rows, device=device) == 1
-        self.ids = torch.zeros(rows, 0, dtype=torch.long, device=device)
-        self.is_text = torch.zeros(rows, 0, dtype=torch.bool, device=device)
-        self.cache = None
-        if use_cache:
-            from transformers import DynamicCache
-            self.cache = DynamicCache()
-        self.started = False
-
-    @property
-    def length(self) -> int:
-        return self.ids.shape[1]
+    def new_cache(self):
+        """An empty ``transformers.DynamicCache`` (the backbone's own KV cache)."""
+        from transformers import DynamicCache
+        return DynamicCache()
 
     def _new_text_states(self, count: int, new_text: list[bool]) -> torch.Tensor | None:
         """MinMo mode: (rows, count, D) text states for the new positions (the text LLM rereads all text so far)."""
@@ -335,7 +321,7 @@ class BackboneDecoder:
             x = model._with_speaker(x, self.speaker)
             start -= 1
         self.started = True
-        logits, self.cache = model._run(x, keys, start, self.cache)
+        logits, self.caches = model._run(x, keys, start, self.caches)
         return logits[:, -1].float()
 
 

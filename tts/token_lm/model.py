@@ -137,8 +137,12 @@ class TokenLMDecoder:
         self.hide = torch.arange(rows, device=device) == 1
         self.ids = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.is_text = torch.zeros(rows, 0, dtype=torch.bool, device=device)
-        self.caches = [LayerCache() for _ in model.blocks] if use_cache else None
+        self.caches = self.new_cache() if use_cache else None
         self.started = False
+
+    def new_cache(self):
+        """An empty KV cache for the model: one :class:`LayerCache` per block."""
+        return [LayerCache() for _ in self.model.blocks]
 
     @property
     def length(self) -> int:

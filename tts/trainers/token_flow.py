@@ -12,7 +12,10 @@ token file's or shard's metadata), and each latent's frame count must match
 ``round(num_tokens / token_rate * frame_rate)`` within ``length_tolerance`` frames (more means the
 tokens and the latent come from different audio). With ``speaker_dim`` > 0 each row also needs a
 speaker embedding (speaker_dim,): a ``speaker_path`` file (:mod:`dcae.corpus.speaker_file`) or a
-``speaker_embedding`` column.
+``speaker_embedding`` column. With ``--speaker-encoder learnable`` no embedding is needed: a learnable
+speaker encoder (:mod:`tts.speakers.learnable`) reads a reference crop of another utterance of the
+row's ``speaker`` (seen earlier in the stream; of the utterance itself when rows carry no speaker id
+or for a speaker's first utterance), trained jointly and dropped with the other conditions.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from dcae.corpus import LatentStats, ManifestError, pad_sequences
 from dcae.corpus.stream import BatchStream
 from dcae.training import ConfigError, TrainingRun
 from tts.run import save_run_files
+from tts.speakers.learnable import ReferencePool
 from tts.token_flow.length_regulator import frames_for_tokens
 from tts.token_flow.model import TokenFlowConfig
 from tts.trainers.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
@@ -56,6 +60,9 @@ class TokenFlowTrainConfig(TTSRunConfig):
     lookahead: int = 3  # tokens the encoder reads ahead (streaming waits for them)
     separate_encoders: bool = True  # a token encoder of its own for each attention mode (full / chunked)
     speaker_dim: int = 0  # speaker embedding size (0: none; else rows need speaker_path)
+    speaker_encoder: str = "none"  # none | learnable: MiniMax-Speech's speaker encoder on a reference clip's latents
+    speaker_layers: int = 2  # learnable speaker encoder: transformer blocks
+    reference_frames: int = 64  # learnable speaker encoder: reference crops of at most this many latent frames
     prompt_ratio_tolerance: float = 0.2  # prompts may have up to this much more tokens per frame than the corpus
     # training
     chunk_sizes: list[int] = field(default_factory=lambda: [1, 2, 4])  # chunk sizes (latent frames) of chunked samples
@@ -82,8 +89,10 @@ class TokenLatentItems:
     """A corpus row -> ``{"tokens" (N,), "latent" normalised (T, D)[, "speaker" (S,)]}``; None for rows
     over ``max_frames`` frames."""
 
-    def __init__(self, stats: LatentStats, max_frames: int, speaker_dim: int, source: Path):
+    def __init__(self, stats: LatentStats, max_frames: int, speaker_dim: int, source: Path,
+                 references: ReferencePool | None = None):
         self.stats, self.max_frames, self.speaker_dim, self.source = stats, max_frames, speaker_dim, source
+        self.references = references
 
     def __call__(self, row: dict[str, Any], rng: random.Random) -> dict[str, torch.Tensor] | None:
         if int(row["num_frames"]) > self.max_frames:
@@ -94,6 +103,10 @@ class TokenLatentItems:
                "latent": self.stats.normalize(torch.from_numpy(row["latent"]).T.float())}
         if self.speaker_dim:
             out["speaker"] = speaker_of(row, self.speaker_dim, self.source)
+        if self.references is not None:
+            speaker = row.get("speaker")
+            out["reference"] = self.references.reference(str(row["id"]), None if speaker in (None, "") else str(speaker),
+                                                         out["latent"], rng)
         return out
 
 
@@ -102,12 +115,15 @@ def latent_frames(item: dict[str, torch.Tensor]) -> int:
 
 
 def collate_token_latents(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """tokens (B, N) + token_mask, latent (B, T, D) + latent_mask, right-padded; speaker (B, S) when present."""
+    """tokens (B, N) + token_mask, latent (B, T, D) + latent_mask, right-padded; speaker (B, S) and reference
+    (B, R, D) + reference_mask when present."""
     tokens, token_mask = pad_sequences([it["tokens"] for it in items])
     latent, latent_mask = pad_sequences([it["latent"] for it in items])
     batch = {"tokens": tokens, "token_mask": token_mask, "latent": latent, "latent_mask": latent_mask}
     if "speaker" in items[0]:
         batch["speaker"] = torch.stack([it["speaker"] for it in items])
+    if "reference" in items[0]:
+        batch["reference"], batch["reference_mask"] = pad_sequences([it["reference"] for it in items])
     return batch
 
 
@@ -171,6 +187,12 @@ class TokenFlowTrainer(ModelTrainer):
                 raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(cfg, name)}")
         if cfg.lookahead < 0 or cfg.speaker_dim < 0 or cfg.length_tolerance < 0:
             raise ConfigError("--lookahead, --speaker-dim and --length-tolerance must be >= 0")
+        if cfg.speaker_encoder not in ("none", "learnable"):
+            raise ConfigError(f"--speaker-encoder: none or learnable, got {cfg.speaker_encoder!r}")
+        if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
+            raise ConfigError("--speaker-encoder learnable replaces --speaker-dim (a fixed embedding): give one of them")
+        if cfg.speaker_layers < 1 or cfg.reference_frames < 1:
+            raise ConfigError("--speaker-layers and --reference-frames must be at least 1")
         if any(c < 1 for c in cfg.chunk_sizes):
             raise ConfigError(f"--chunk-sizes: chunk sizes are latent frames >= 1, got {cfg.chunk_sizes}")
         if not 0 <= cfg.full_context_prob <= 1 or (not cfg.chunk_sizes and cfg.full_context_prob < 1):
@@ -189,6 +211,9 @@ class TokenFlowTrainer(ModelTrainer):
         corpus = training_corpus(cfg, run.log)
         check_speakers(corpus, cfg.speaker_dim)
         stats = LatentStats.load(Path(cfg.output_dir) / "stats.json")
-        items = TokenLatentItems(stats, cfg.max_frames, cfg.speaker_dim, corpus.path)
-        columns = ["tokens", "latent", *(["speaker_embedding"] if cfg.speaker_dim else [])]
+        learnable = cfg.speaker_encoder == "learnable"
+        items = TokenLatentItems(stats, cfg.max_frames, cfg.speaker_dim, corpus.path,
+                                 ReferencePool(cfg.reference_frames) if learnable else None)
+        columns = ["tokens", "latent", *(["speaker_embedding"] if cfg.speaker_dim else []),
+                   *(["speaker"] if learnable else [])]
         return batch_stream(cfg, run, corpus, items, collate_token_latents, latent_frames, columns)
