@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LOOKAHEAD = "--lookahead applies to --stream with -o only"
 CHUNKS = "--chunk-frames applies to token-flow runs (token-lm runs: with --flow) only"
-DECODER = "with -o (or --prompt-audio) only: they load the decoder"
+DECODER = "with -o (or --prompt-audio, --speaker-audio) only: they load the DC-AE"
 
 
 @pytest.fixture(scope="module")
