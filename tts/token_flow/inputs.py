@@ -86,7 +86,7 @@ def reference_from_audio(wrapper, path: str | Path) -> torch.Tensor:
         raise SynthesisError(f"--speaker-audio: {e}") from None
     latent = wrapper.encode(audio, wrapper.sample_rate)[0]
     if latent.shape[-1] == 0:
-        raise SynthesisError(f"--speaker-audio {path}: too short for one latent frame ({4096 / wrapper.sample_rate:.2f} s)")
+        raise SynthesisError(f"--speaker-audio {path}: too short for one latent frame ({1 / wrapper.frame_rate:.2f} s)")
     return latent.float().cpu()
 
 

@@ -38,11 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tts.token_lm.layout import IGNORE, Vocab
-from tts.token_lm.model import TokenLMDecoder
+from tts.token_lm.layout import Vocab
+from tts.token_lm.model import SpeakerPosition, TokenLMDecoder, next_token_loss
 
 TEXT_CONDITIONS = ("embeddings", "hidden")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -125,7 +124,7 @@ def build_backbone(source: str | Path, weights: str | Path | None = None) -> nn.
         raise BackboneError(f"{weights}: cannot load the backbone's weights ({str(e).splitlines()[0]})") from None
 
 
-class BackboneTokenLM(nn.Module):
+class BackboneTokenLM(SpeakerPosition, nn.Module):
     """The token LM on a Hugging Face backbone (module docstring); the same interface as
     :class:`tts.token_lm.model.TokenLM` (``forward``, ``logits``, ``decoder``, ``cfg.vocab``)."""
 
@@ -230,34 +229,24 @@ class BackboneTokenLM(nn.Module):
             out[b, is_text[b]] = states.to(out.dtype)
         return out
 
-    def _with_speaker(self, x: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
-        if self.speaker is None:
-            return x
-        if speaker is None:
-            raise ValueError(f"this model takes a speaker embedding of {self.cfg.speaker_dim} values")
-        return torch.cat([self.speaker(speaker.to(x.dtype))[:, None], x], dim=1)
+    def sequence(self, ids: torch.Tensor, is_text: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
+        """The whole input sequence (B, S) -> (B, S [+ 1], D) (the decoder without a cache)."""
+        return self._with_speaker(self.embed(ids, self._hidden_text(ids, is_text)), speaker)
 
-    def key_valid(self, valid: torch.Tensor, is_text: torch.Tensor, hide_text: torch.Tensor) -> torch.Tensor:
-        """Keys that may be attended to: (B, S [+ 1]) from validity, text flags and rows (B,) hiding text."""
-        keys = valid & ~(is_text & hide_text[:, None])
-        if self.speaker is not None:
-            keys = torch.cat([torch.ones_like(keys[:, :1]), keys], dim=1)
-        return keys
-
-    def _run(self, x: torch.Tensor, keys: torch.Tensor, start: int = 0, cache=None) -> tuple[torch.Tensor, object]:
-        """The backbone over x (B, n, D) at positions start.., keys (B, start + n) -> (logits (B, n, C + 3), cache)."""
+    def step(self, x: torch.Tensor, keys: torch.Tensor, start: int, cache) -> torch.Tensor:
+        """The last x.shape[1] positions (B, n, D) of a sequence with attendable ``keys`` (B, K) from
+        position ``start``, earlier ones in ``cache`` (a ``DynamicCache``, extended in place) -> logits."""
         positions = torch.arange(start, start + x.shape[1], device=x.device)[None].expand(x.shape[0], -1)
         out = self.llm(inputs_embeds=x, attention_mask=keys.long(), position_ids=positions,
                        use_cache=cache is not None, **{self._cache_keyword: cache})
-        return self.llm_decoder(out.last_hidden_state), cache
+        return self.llm_decoder(out.last_hidden_state)
 
     # ----- training --------------------------------------------------------------------------
     def logits(self, inputs: torch.Tensor, valid: torch.Tensor, is_text: torch.Tensor,
                speaker: torch.Tensor | None = None, hide_text: torch.Tensor | None = None) -> torch.Tensor:
         """Right-padded layouts (B, S) -> logits (B, S, C + 3) at every input position."""
         hide = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device) if hide_text is None else hide_text
-        x = self._with_speaker(self.embed(inputs, self._hidden_text(inputs, is_text)), speaker)
-        logits, _ = self._run(x, self.key_valid(valid, is_text, hide))
+        logits = self.step(self.sequence(inputs, is_text, speaker), self._key_valid(valid, is_text, hide), 0, None)
         return logits[:, 1:] if self.speaker is not None else logits
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, is_text: torch.Tensor,
@@ -265,12 +254,7 @@ class BackboneTokenLM(nn.Module):
         """Cross-entropy on the speech positions (targets IGNORE elsewhere), as CosyVoice 2 (mean over scored positions)."""
         drop = self.cfg.cond_drop if self.training else 0.0
         hide = torch.rand(inputs.shape[0], device=inputs.device) < drop
-        logits = self.logits(inputs, valid, is_text, speaker, hide)
-        targets = targets.masked_fill(~valid, IGNORE)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        scored = targets != IGNORE
-        accuracy = (logits.argmax(-1) == targets)[scored].float().mean()
-        return {"loss": loss, "accuracy": accuracy.detach()}
+        return next_token_loss(self.logits(inputs, valid, is_text, speaker, hide), targets, valid)
 
     # ----- incremental decoding ----------------------------------------------------------------
     def decoder(self, rows: int = 1, speaker: torch.Tensor | None = None, use_cache: bool = True
@@ -300,29 +284,8 @@ class BackboneDecoder(TokenLMDecoder):
         out[:, flags] = states[len(text) - int(flags.sum()):]
         return out
 
-    @torch.no_grad()
-    def feed(self, ids: list[int], is_text: list[bool] | bool = False) -> torch.Tensor:
-        """Append ids (n,) (``is_text``: per id or for all); logits (rows, C + 3) after the last."""
-        if not ids:
-            raise ValueError("feed needs at least one id")
-        model, device = self.model, self.model.device
-        flags = [is_text] * len(ids) if isinstance(is_text, bool) else list(is_text)
-        new = torch.tensor(ids, dtype=torch.long, device=device)[None].expand(self.rows, -1)
-        new_text = torch.tensor(flags, dtype=torch.bool, device=device)[None].expand(self.rows, -1)
-        self.ids = torch.cat([self.ids, new], dim=1)
-        self.is_text = torch.cat([self.is_text, new_text], dim=1)
-        keys = model.key_valid(torch.ones_like(self.is_text), self.is_text, self.hide)
-        if not self.use_cache:
-            x = model._with_speaker(model.embed(self.ids, model._hidden_text(self.ids, self.is_text)), self.speaker)
-            return model._run(x, keys)[0][:, -1].float()
-        x = model.embed(new, self._new_text_states(len(ids), flags))
-        start = keys.shape[1] - len(ids)
-        if not self.started and model.speaker is not None:
-            x = model._with_speaker(x, self.speaker)
-            start -= 1
-        self.started = True
-        logits, self.caches = model._run(x, keys, start, self.caches)
-        return logits[:, -1].float()
+    def embed_new(self, new: torch.Tensor, is_text: list[bool]) -> torch.Tensor:
+        return self.model.embed(new, self._new_text_states(new.shape[1], is_text))
 
 
 class BackboneTokenizer:

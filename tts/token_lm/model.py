@@ -46,7 +46,38 @@ class TokenLMConfig:
         return Vocab(self.text_vocab, self.codebook_size)
 
 
-class TokenLM(nn.Module):
+class SpeakerPosition:
+    """What the token LMs (:class:`TokenLM`, :class:`tts.token_lm.backbone.BackboneTokenLM`) share around
+    their optional speaker embedding (``self.speaker``: a projection, or None), one extra first position."""
+
+    def _with_speaker(self, x: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
+        """(B, n, C) [+ speaker (B, S_dim) projected as a first position] -> (B, n [+ 1], C)."""
+        if self.speaker is None:
+            return x
+        if speaker is None:
+            raise ValueError(f"this model takes a speaker embedding of {self.cfg.speaker_dim} values")
+        return torch.cat([self.speaker(speaker.to(x.dtype))[:, None], x], dim=1)
+
+    def _key_valid(self, valid: torch.Tensor, is_text: torch.Tensor, hide_text: torch.Tensor) -> torch.Tensor:
+        """Keys that may be attended to: (B, S [+ 1]) from validity and text flags (B, S), the rows (B,)
+        whose text is hidden (classifier-free guidance), and the speaker position in front."""
+        keys = valid & ~(is_text & hide_text[:, None])
+        if self.speaker is not None:
+            keys = torch.cat([torch.ones_like(keys[:, :1]), keys], dim=1)
+        return keys
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy (mean over the scored positions) and accuracy of logits (B, S, V) on targets (B, S)
+    (IGNORE where nothing is predicted; padding, ``valid`` False, ignored too)."""
+    targets = targets.masked_fill(~valid, IGNORE)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+    scored = targets != IGNORE
+    accuracy = (logits.argmax(-1) == targets)[scored].float().mean()
+    return {"loss": loss, "accuracy": accuracy.detach()}
+
+
+class TokenLM(SpeakerPosition, nn.Module):
     def __init__(self, cfg: TokenLMConfig):
         super().__init__()
         if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 2:
@@ -66,12 +97,16 @@ class TokenLM(nn.Module):
 
     def _inputs(self, ids: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
         """(B, S) ids [+ speaker (B, S_dim) as a first position] -> (B, S [+ 1], C)."""
-        x = self.embed(ids)
-        if self.speaker is not None:
-            if speaker is None:
-                raise ValueError(f"this model takes a speaker embedding of {self.cfg.speaker_dim} values")
-            x = torch.cat([self.speaker(speaker.to(x.dtype))[:, None], x], dim=1)
-        return x
+        return self._with_speaker(self.embed(ids), speaker)
+
+    def sequence(self, ids: torch.Tensor, is_text: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
+        """The whole input sequence (B, S) -> (B, S [+ 1], C) (:class:`TokenLMDecoder` without a cache)."""
+        return self._inputs(ids, speaker)
+
+    def step(self, x: torch.Tensor, keys: torch.Tensor, start: int, caches: list[LayerCache] | None) -> torch.Tensor:
+        """The last x.shape[1] positions (B, n, C) of a sequence whose attendable keys are ``keys`` (B, K),
+        starting at position ``start`` (earlier ones in ``caches``) -> logits (B, n, V)."""
+        return self._run(x, start, self.attention_mask(keys, x.shape[1]), caches)
 
     def _run(self, x: torch.Tensor, start: int, mask: torch.Tensor, caches: list[LayerCache] | None = None
              ) -> torch.Tensor:
@@ -90,12 +125,6 @@ class TokenLM(nn.Module):
         k = torch.arange(keys, device=key_valid.device)[None]
         return (((k <= q)[None] & key_valid[:, None, :]) | (k == q)[None])[:, None]
 
-    def _key_valid(self, valid: torch.Tensor, is_text: torch.Tensor, hide_text: torch.Tensor) -> torch.Tensor:
-        """Keys that may be attended to: (B, S [+ 1]) from validity, text flags and rows (B,) hiding text."""
-        keys = valid & ~(is_text & hide_text[:, None])
-        if self.speaker is not None:
-            keys = torch.cat([torch.ones_like(keys[:, :1]), keys], dim=1)
-        return keys
 
     # ----- training --------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, is_text: torch.Tensor,
@@ -107,11 +136,7 @@ class TokenLM(nn.Module):
         logits = self._run(self._inputs(inputs, speaker), 0, self.attention_mask(keys, keys.shape[1]))
         if self.speaker is not None:
             logits = logits[:, 1:]
-        targets = targets.masked_fill(~valid, IGNORE)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        scored = targets != IGNORE
-        accuracy = (logits.argmax(-1) == targets)[scored].float().mean()
-        return {"loss": loss, "accuracy": accuracy.detach()}
+        return next_token_loss(logits, targets, valid)
 
     # ----- incremental decoding ----------------------------------------------------------------
     def decoder(self, rows: int = 1, speaker: torch.Tensor | None = None, use_cache: bool = True) -> "TokenLMDecoder":
@@ -159,15 +184,18 @@ class TokenLMDecoder:
         new_text = torch.tensor(flags, dtype=torch.bool, device=device)[None].expand(self.rows, -1)
         self.ids = torch.cat([self.ids, new], dim=1)
         self.is_text = torch.cat([self.is_text, new_text], dim=1)
-        keys = self.model._key_valid(torch.ones_like(self.is_text), self.is_text, self.hide)
+        model = self.model
+        keys = model._key_valid(torch.ones_like(self.is_text), self.is_text, self.hide)
         if not self.use_cache:
-            x = self.model._inputs(self.ids, self.speaker)
-            return self.model._run(x, 0, self.model.attention_mask(keys, keys.shape[1]))[:, -1].float()
-        x = self.model.embed(new)
+            return model.step(model.sequence(self.ids, self.is_text, self.speaker), keys, 0, None)[:, -1].float()
+        x = self.embed_new(new, flags)
         start = keys.shape[1] - len(ids)
-        if not self.started and self.model.speaker is not None:
-            x = torch.cat([self.model.speaker(self.speaker)[:, None], x], dim=1)
+        if not self.started and model.speaker is not None:
+            x = model._with_speaker(x, self.speaker)
             start -= 1
         self.started = True
-        mask = self.model.attention_mask(keys, x.shape[1])
-        return self.model._run(x, start, mask, self.caches)[:, -1].float()
+        return model.step(x, keys, start, self.caches)[:, -1].float()
+
+    def embed_new(self, new: torch.Tensor, is_text: list[bool]) -> torch.Tensor:
+        """The embeddings (rows, n, C) of the ids just appended (rows, n)."""
+        return self.model.embed(new)
