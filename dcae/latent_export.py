@@ -4,7 +4,7 @@ job (:mod:`dcae.corpus.job`: sharded over torchrun ranks, resumable, bad files n
     dcae export --filelist train.txt --out latents/ [--ae-model G.pt --ae-config C.json --vocoder DIR|config.json|HUB_ID]
     torchrun --nproc_per_node 8 --no-python dcae export --filelist train.txt --out latents/
 
-Filelist lines are ``path`` or ``path|text``. One safetensors latent per utterance
+Filelist lines are ``path``, ``path|text`` or ``path|text|speaker`` (:mod:`preprocess.filelist`). One safetensors latent per utterance
 (:mod:`dcae.corpus.latent_file`), ``manifest.jsonl``, ``stats.json`` and ``failed.jsonl`` in ``--out``
 (layout and crash-safety rules in :mod:`dcae.corpus.store`). Rerunning the same command resumes:
 finished utterances are verified and skipped. Only the vocoder's mel settings are used (its
@@ -76,8 +76,8 @@ class LatentEncoder:
 
 
 def read_utterances(filelist: Path) -> list[Item]:
-    """The filelist's utterances in order (``row``: ``{"text": ...}`` when the line has one); a file listed
-    twice is exported once."""
+    """The filelist's utterances in order (``row``: ``text`` and ``speaker`` when the line has them); a file
+    listed twice is exported once."""
     seen: set[str] = set()
     out = []
     for entry in read_filelist(filelist):
@@ -86,7 +86,7 @@ def read_utterances(filelist: Path) -> list[Item]:
             continue
         seen.add(uid)
         out.append(Item(index=len(out), uid=uid, audio_path=str(entry.path),
-                        row={} if entry.text is None else {"text": entry.text}))
+                        row={k: v for k, v in (("text", entry.text), ("speaker", entry.speaker)) if v is not None}))
     return out
 
 
@@ -165,7 +165,7 @@ class ShardExport(ShardWriting, LatentExport):
 
     def process(self, batch: Batch) -> list[Outcome]:
         rows = [ShardRow(id=item.uid, latent=latent.to(self.dtype).float().numpy(), text=item.row.get("text", ""),
-                         audio_path=item.audio_path or "", duration=round(audio.numel() / self.sample_rate, 4))
+                         speaker=item.row.get("speaker"), audio_path=item.audio_path or "", duration=round(audio.numel() / self.sample_rate, 4))
                 for (item, audio), latent in zip(batch, self.latents(batch))]
         return self.write([item for item, _ in batch], rows)
 

@@ -1,9 +1,12 @@
-"""Filelists: UTF-8 text files with one utterance per line, ``path`` or ``path|text``.
+"""Filelists: UTF-8 text files with one utterance per line, ``path``, ``path|text`` or ``path|text|speaker``.
 
 ``path`` is an audio file; ``text`` (optional) is its transcript, kept verbatim by later stages
-(latent export, TTS). Blank lines are skipped. Only the first ``|`` separates path from text, so a
-transcript may itself contain ``|``. Relative paths are resolved against the filelist's own folder,
-so a corpus can ship its filelist next to its audio and be moved as a whole.
+(latent export, TTS); ``speaker`` (optional) is a speaker id, carried into the export's manifest
+rows and shards (``speaker``). Blank lines are skipped. The first ``|`` ends the path; on a line
+with two or more ``|`` the last one starts the speaker id, so a transcript may itself contain
+``|`` when the line ends with a speaker field (possibly empty: ``a.wav|x | y|``); the writer adds
+that empty field itself; ``path||speaker`` has no transcript. Relative paths are resolved against the filelist's own folder, so a corpus
+can ship its filelist next to its audio and be moved as a whole.
 
 Wherever a filelist is read, an audio corpus in shards can stand instead (a folder of WebDataset
 ``.tar`` or Parquet audio shards, or one such file, :mod:`dcae.audio_shards`): its utterances
@@ -26,13 +29,16 @@ DEFAULT_EXTS = ",".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)  # what a folde
 
 @dataclass(frozen=True)
 class FilelistEntry:
-    """One filelist line: an audio path and its optional transcript."""
+    """One filelist line: an audio path, its optional transcript and optional speaker id."""
 
     path: Path
     text: str | None = None
+    speaker: str | None = None
 
     def to_line(self) -> str:
-        return str(self.path) if self.text is None else f"{self.path}{SEPARATOR}{self.text}"
+        if self.speaker is None and SEPARATOR not in (self.text or ""):
+            return str(self.path) if self.text is None else f"{self.path}{SEPARATOR}{self.text}"
+        return SEPARATOR.join((str(self.path), self.text or "", self.speaker or ""))
 
 
 class FilelistError(ValueError):
@@ -48,7 +54,13 @@ def parse_line(line: str, root: Path | None = None) -> FilelistEntry | None:
     path = Path(path_part.strip()).expanduser()
     if root is not None and not path.is_absolute():
         path = root / path
-    return FilelistEntry(path=path, text=text if sep else None)
+    speaker = None
+    if SEPARATOR in text:
+        text, _, speaker = text.rpartition(SEPARATOR)
+        speaker = speaker.strip() or None
+        if not text and speaker is not None:
+            sep = ""  # path||speaker: no transcript
+    return FilelistEntry(path=path, text=text if sep else None, speaker=speaker)
 
 
 def read_filelist(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[FilelistEntry]:
@@ -92,5 +104,7 @@ def write_filelist(path: str | os.PathLike, entries: Iterable[FilelistEntry | st
             raise FilelistError(f"{entry.path}: a path in a filelist cannot contain '|' or a newline")
         if entry.text is not None and "\n" in entry.text:
             raise FilelistError(f"{entry.path}: a transcript in a filelist cannot contain a newline")
+        if entry.speaker is not None and (SEPARATOR in entry.speaker or "\n" in entry.speaker):
+            raise FilelistError(f"{entry.path}: a speaker id in a filelist cannot contain '|' or a newline")
         lines.append(entry.to_line() + "\n")
     atomic_write_text(path, "".join(lines))

@@ -22,7 +22,7 @@ import torch
 
 from dcae.paths import is_broken_link, missing_reason
 from dcae.progress import progress_bar
-from preprocess.filelist import DEFAULT_EXTS, SEPARATOR, write_filelist
+from preprocess.filelist import DEFAULT_EXTS, SEPARATOR, FilelistEntry, write_filelist
 from preprocess.probe import ProbeResult, probe_file
 
 PROBE_CHUNK = 32  # files per task sent to a worker
@@ -149,11 +149,27 @@ def default_val_path(out: Path) -> Path:
     return out.with_name(f"{stem}{out.suffix or '.txt'}")
 
 
+def folder_speaker(path: Path, roots: list[Path]) -> str | None:
+    """The speaker id of a file found under one of ``roots`` laid out as ``ROOT/SPEAKER/...``: the name of
+    the first folder below the root (LibriTTS ``ROOT/SPEAKER/CHAPTER/x.wav``, VCTK ``wav48/SPEAKER/x.wav``);
+    None for a file directly in a root or given by itself."""
+    for root in roots:
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            continue
+        return parts[0] if len(parts) >= 2 else None
+    return None
+
+
 def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EXTS, workers: int | None = None,
                       min_duration: float = 10.0, flush_every: int = 1000, val_fraction: float = 0.0,
                       seed: int = 0, val_out: Path | None = None, decode: bool = False,
-                      progress: bool = True, log: Log = echo) -> ScanResult:
-    """Scan, probe, report the counts and write the filelist(s); returns the scan result."""
+                      progress: bool = True, log: Log = echo, speaker_from_folder: bool = False) -> ScanResult:
+    """Scan, probe, report the counts and write the filelist(s); returns the scan result.
+
+    ``speaker_from_folder``: lines ``path||SPEAKER`` with the speaker id from the folder layout
+    (:func:`folder_speaker`); files without one are written as bare paths and counted in the summary."""
     out = Path(out).expanduser().resolve()
     files = find_audio(list(paths), parse_exts(exts), log)
     log(f"Found {len(files)} audio files, validating...")
@@ -163,10 +179,21 @@ def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EX
                   log)
     valid = sorted(r.path for r in result.valid)
     train, val = split_train_val(valid, val_fraction, seed)
-    write_filelist(out, train)
+    roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()),
+                   key=lambda r: len(r.parts), reverse=True)  # the deepest root that holds a file names its speaker
+
+    def entries(files: list[Path]) -> list[FilelistEntry]:
+        return [FilelistEntry(f, speaker=folder_speaker(f, roots) if speaker_from_folder else None) for f in files]
+
+    write_filelist(out, entries(train))
     if val_fraction > 0:
         val_out = Path(val_out) if val_out else default_val_path(out)
-        write_filelist(val_out, val)
+        write_filelist(val_out, entries(val))
+    if speaker_from_folder:
+        speakers = {folder_speaker(f, roots) for f in valid}
+        unnamed = sum(1 for f in valid if folder_speaker(f, roots) is None)
+        log(f"{len(speakers - {None})} speakers from the folder layout"
+            + (f"; {unnamed} files directly in an input folder have none" if unnamed else ""))
     partial_path.unlink(missing_ok=True)
     log(f"{len(result.valid)} valid ({result.hours:.2f} h = {result.hours * 3600:.0f} s), {len(result.corrupt)} "
         f"corrupt or unsupported, {len(result.too_short)} shorter than {min_duration:g} s")

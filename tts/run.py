@@ -4,7 +4,8 @@
     RUN/model.json         {"kind": "ar"|"flow"|"token-flow"|"token-lm", "config": the model config's fields}
     RUN/vocab.json         text front end (kind, symbols); kinds that read text (ar, flow, token-lm)
     RUN/backbone/          token-lm on a Hugging Face backbone: its config.json and tokenizer (no vocab.json)
-    RUN/stats.json         latent mean/std used to normalise the training data (not token-lm: it makes no latents)
+    RUN/stats.json         latent mean/std used to normalise the training data (token-lm: only with a learnable
+                           speaker encoder, for its reference latents)
     RUN/latent.json        the latents' sample/frame rate and AE hash, plus the length rule:
                            frames_per_token (text kinds) or token_rate / tokens_per_frame (token-flow);
                            token-lm: token_rate, codebook_size, tokenizer and the length rule
@@ -144,7 +145,8 @@ def load_run(directory: str | Path, device: str | torch.device = "cpu", step: in
             frontend = BackboneTokenizer.load(directory / spec["config"]["backbone"], spec["config"]["text_vocab"])
         else:
             frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS + LM_KINDS else None
-        stats = None if kind in LM_KINDS else LatentStats.load(directory / "stats.json")
+        lm_stats = kind in LM_KINDS and (directory / "stats.json").is_file()  # a token LM with a learnable speaker encoder
+        stats = None if kind in LM_KINDS and not lm_stats else LatentStats.load(directory / "stats.json")
     except (FrontendError, ManifestError, ValueError) as e:
         raise RunError(str(e)) from None
     try:

@@ -189,25 +189,30 @@ class SyntheticTextTokenCorpus:
     :class:`SyntheticTokenCorpus` (module docstring)."""
 
     def __init__(self, alphabet: str = "abcdefgh", vocab: int = 32, max_pattern: int = 4, dim: int = 16,
-                 token_rate: float = 25.0, seed: int = 0):
+                 token_rate: float = 25.0, seed: int = 0, speakers: int = 0, speaker_scale: float = 1.0):
         rng = random.Random(seed)
         self.alphabet = alphabet
         self.patterns = {c: [rng.randrange(vocab) for _ in range(rng.randint(1, max_pattern))] for c in alphabet}
-        self.latents = SyntheticTokenCorpus(vocab=vocab, token_rate=token_rate, dim=dim, seed=seed)
-        self.vocab = vocab
+        # speakers: speaker k says every token shifted by k * vocab // speakers, and adds its latent pattern
+        self.latents = SyntheticTokenCorpus(vocab=vocab, token_rate=token_rate, dim=dim, seed=seed, speakers=speakers,
+                                            speaker_scale=speaker_scale)
+        self.vocab, self.speakers = vocab, speakers
 
-    def tokens(self, text: str) -> list[int]:
-        """The speech tokens of ``text`` (characters outside the alphabet are an error)."""
-        return [t for c in text for t in self.patterns[c]]
+    def tokens(self, text: str, speaker: int | None = None) -> list[int]:
+        """The speech tokens of ``text`` (characters outside the alphabet are an error), as ``speaker`` says them."""
+        shift = 0 if speaker is None else speaker * (self.vocab // self.speakers)
+        return [(t + shift) % self.vocab for c in text for t in self.patterns[c]]
 
     def random_texts(self, count: int, seed: int, min_len: int = 4, max_len: int = 12,
                      exclude: set[str] | None = None) -> list[str]:
         """``count`` distinct random strings over the alphabet, none of them in ``exclude``."""
         return random_strings(self.alphabet, count, seed, min_len, max_len, exclude)
 
-    def write(self, folder: str | Path, texts: list[str], seed: int = 0) -> Path:
-        """Token files, latents and ``manifest.jsonl`` (rows with ``text`` too); returns the manifest path."""
-        manifest = self.latents.write(folder, [self.tokens(t) for t in texts], seed=seed)
+    def write(self, folder: str | Path, texts: list[str], seed: int = 0, speakers: list[int] | None = None) -> Path:
+        """Token files, latents and ``manifest.jsonl`` (rows with ``text`` too; with ``speakers``, the
+        speaker of each text and the row's ``speaker`` id); returns the manifest path."""
+        said = [self.tokens(t, None if speakers is None else speakers[i]) for i, t in enumerate(texts)]
+        manifest = self.latents.write(folder, said, seed=seed, speakers=speakers)
         rows = read_manifest(manifest)
         for row, text in zip(rows, texts):
             row["text"] = text

@@ -220,11 +220,13 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
                lookahead: int | None, seed: int, steps: int | None, cfg_scale: float | None,
                temperature: float, frames: int | None, max_frames: int | None, device: torch.device,
                make_wrapper: Callable[[TTSRun], Any], speaker_audio: Path | None = None,
-               speaker_latent: torch.Tensor | None = None) -> TwoStageSpeech:
+               speaker_latent: torch.Tensor | None = None,
+               speaker_embedding: torch.Tensor | None = None) -> TwoStageSpeech:
     """Text -> speech tokens with a token-lm run, and with ``args.flow`` on to latents and audio
     (``make_wrapper(flow_run)`` gives the decoder), offline or streamed through every stage. A zero-shot
-    voice with no transcript: ``speaker_audio`` / ``speaker_latent`` (a latent (D, R)) for a flow run
-    with a learnable speaker encoder.
+    voice with no transcript: ``speaker_audio`` / ``speaker_latent`` (a latent (D, R)), read by the
+    learnable speaker encoder of the LM run and/or the flow run, whichever has one; a fixed
+    ``speaker_embedding`` (S,) goes to each run trained with ``--speaker-dim``.
     ``text`` "-" reads standard input. Raises :class:`SynthesisError` (one line)."""
     if text is None or tokens_file is not None:
         raise SynthesisError(f"{lm.directory}: a token-lm run speaks --text (not --tokens)")
@@ -232,12 +234,15 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
         raise SynthesisError("--frames/--max-frames do not apply to a token-lm run: the LM decides the length")
     if (want_latent or want_audio) and args.flow is None:
         raise SynthesisError("--out-latent and -o need --flow FLOW_RUN (a token-flow run) after a token-lm run")
-    if args.flow is None and (stream or args.prompt_audio is not None or prompt_latent is not None
-                              or speaker_audio is not None or speaker_latent is not None):
-        raise SynthesisError("--stream, --prompt-audio, --prompt-latent, --speaker-audio and --speaker-latent need "
-                             "--flow FLOW_RUN")
+    if args.flow is None and (stream or args.prompt_audio is not None or prompt_latent is not None):
+        raise SynthesisError("--stream, --prompt-audio and --prompt-latent need --flow FLOW_RUN")
     if speaker_audio is not None and speaker_latent is not None:
         raise SynthesisError("give --speaker-audio or --speaker-latent, not both")
+    lm_learns = getattr(lm.model, "speaker_encoder", None) is not None
+    wants_reference = speaker_audio is not None or speaker_latent is not None
+    if wants_reference and args.flow is None and not lm_learns:
+        raise SynthesisError(f"{lm.directory}: --speaker-audio/--speaker-latent need a run trained with "
+                             f"--speaker-encoder learnable (this token-lm run was not; or give --flow with one)")
     if speaker_audio is not None and not speaker_audio.is_file():
         raise SynthesisError(f"--speaker-audio {speaker_audio}: file not found")
     if args.prompt_audio is not None:
@@ -245,27 +250,38 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
         if not args.prompt_audio.is_file():
             raise SynthesisError(f"--prompt-audio {args.prompt_audio}: file not found")
     flow = wrapper = None
+    flow_learns = False
     if args.flow is not None:
         try:
             flow = load_run(args.flow, device)
         except RunError as e:
             raise SynthesisError(str(e)) from None
         check_pair(lm, flow)
-        if (speaker_audio is not None or speaker_latent is not None) and flow.model.speaker_encoder is None:
-            raise SynthesisError(f"{flow.directory}: --speaker-audio/--speaker-latent need a token-flow run trained "
-                                 f"with --speaker-encoder learnable")
+        flow_learns = flow.model.speaker_encoder is not None
+        if wants_reference and not (flow_learns or lm_learns):
+            raise SynthesisError(f"{flow.directory}: --speaker-audio/--speaker-latent need a token-flow (or token-lm) "
+                                 f"run trained with --speaker-encoder learnable")
         if want_audio or args.prompt_audio is not None or speaker_audio is not None:
             wrapper = make_wrapper(flow)
-        if speaker_audio is not None:
-            speaker_latent = reference_from_audio(wrapper, speaker_audio)
+    if speaker_audio is not None:
+        speaker_latent = reference_from_audio(wrapper if wrapper is not None else make_wrapper(lm), speaker_audio)
+    lm_fixed = bool(lm.model.cfg.speaker_dim)
+    flow_fixed = flow is not None and not flow_learns and bool(flow.model.speaker_size)
+    if speaker_embedding is not None and not (lm_fixed or flow_fixed):
+        raise SynthesisError(f"{lm.directory}: --speaker-embedding needs a token-lm or token-flow run trained with "
+                             f"--speaker-dim (a fixed speaker embedding)")
     prompt = _prompt(args, lm, flow, wrapper, prompt_latent, prompt_tokens_file, prompt_text)
     if args.text_stream and not lm.model.cfg.bistream:
         raise SynthesisError(f"{lm.directory}: --text-stream needs a run trained with --bistream")
-    lm_options = dict(sampling=_sampling(args, lm), cfg_scale=1.0 if args.lm_cfg_scale is None else args.lm_cfg_scale)
+    lm_options = dict(sampling=_sampling(args, lm), cfg_scale=1.0 if args.lm_cfg_scale is None else args.lm_cfg_scale,
+                      speaker_reference=speaker_latent if lm_learns else None,
+                      speaker=speaker_embedding if lm_fixed else None)
     if text == "-" and not args.text_stream:
         text = sys.stdin.read()
     source = _text_pieces(text) if args.text_stream else text
-    flow_options = dict(steps=steps, cfg_scale=cfg_scale, temperature=temperature, speaker_reference=speaker_latent)
+    flow_options = dict(steps=steps, cfg_scale=cfg_scale, temperature=temperature,
+                        speaker_reference=speaker_latent if flow_learns else None,
+                        speaker=speaker_embedding if flow_fixed else None)
     written: list[int] = []
     started = time.perf_counter()
     if flow is None or not stream:

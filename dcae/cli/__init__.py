@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "tts": ("dcae.cli.tts", "tts_command", "Synthesize latents or audio with a trained TTS run."),
     "shards": ("dcae.cli.shards", "shards_command", "Parquet shards <-> one file per utterance (pack / unpack)."),
     "train": ("dcae.cli.train", "train_command", "Train the DC-AE (same flags as python train.py)."),
+    "speakers": ("dcae.cli.speakers", "speakers_command", "Speaker embeddings for an exported corpus (resumable, torchrun-sharded)."),
     "tokens": ("dcae.cli.tokens", "tokens_command", "Speech tokens for an exported corpus (resumable, torchrun-sharded)."),
 }
 

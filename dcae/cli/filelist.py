@@ -3,7 +3,7 @@ filelist (:mod:`preprocess.scan`), with the reference tool's flags::
 
     python preprocess/generate_filelist.py --paths /data/LibriTTS /data/VCTK --out filelists/train.txt \\
         [--exts wav,flac] [--workers 8] [--min-duration 10] [--flush-every 1000] \\
-        [--val-fraction 0.01 --seed 0] [--decode]
+        [--val-fraction 0.01 --seed 0] [--decode] [--speaker-from-folder]
 
 Leaving files out is the tool's job, so ``generate_filelist.py ... && python train.py ...`` goes on
 after corrupt files: exit code 0 with the summary; 1 only when no valid file was found or the
@@ -37,10 +37,13 @@ from preprocess.filelist import DEFAULT_EXTS
               help="Validation filelist (default: OUT with _val before the extension).")
 @click.option("--decode/--no-decode", default=False, show_default=True,
               help="Decode every file fully: also rejects truncated, NaN and silent audio (slower).")
+@click.option("--speaker-from-folder", is_flag=True, default=False,
+              help="Write path||SPEAKER lines, the speaker id being the first folder below the input folder "
+                   "(ROOT/SPEAKER/...: LibriTTS, VCTK); dcae export carries it into the manifest.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out: Path, exts: str,
                      workers: int | None, flush_every: int, min_duration: float, val_fraction: float,
-                     seed: int, val_out: Path | None, decode: bool, progress: bool) -> None:
+                     seed: int, val_out: Path | None, decode: bool, speaker_from_folder: bool, progress: bool) -> None:
     """Scan folders for valid audio files and write a filelist (one absolute path per line)."""
     from preprocess.scan import generate_filelist
 
@@ -49,7 +52,7 @@ def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out
         raise click.UsageError("give at least one input folder or file (--paths DIR...)")
     try:
         result = generate_filelist(inputs, out, exts, workers, min_duration, flush_every, val_fraction, seed,
-                                   val_out, decode, progress)
+                                   val_out, decode, progress, speaker_from_folder=speaker_from_folder)
     except OSError as e:
         where = f": {e.filename}" if e.filename and Path(e.filename) != Path(out) else ""
         click.echo(f"error: {out}: cannot write ({e.strerror or e}{where})", err=True)

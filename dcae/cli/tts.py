@@ -68,8 +68,8 @@ APPLIES: list[tuple[tuple[str, ...], Callable[[_Asked], bool], str]] = [
     (("tokenizer_spec",), lambda a: a.prompt_audio, "with --prompt-audio only: it makes the prompt audio's tokens"),
     (("ae_model", "ae_config", "vocoder", "precision"), lambda a: a.audio or a.prompt_audio or a.speaker_audio,
      "with -o (or --prompt-audio, --speaker-audio) only: they load the DC-AE"),
-    (("speaker_audio", "speaker_latent"), lambda a: a.kind == "token-flow" or (a.kind == "token-lm" and a.flow),
-     "to token-flow runs (token-lm runs: with --flow) trained with --speaker-encoder learnable only"),
+    (("speaker_audio", "speaker_latent", "speaker_embedding"), lambda a: a.kind in ("token-flow", "token-lm"),
+     "to token-flow and token-lm runs (or a token-lm run's --flow) trained with --speaker-encoder learnable only"),
 ]
 
 
@@ -113,10 +113,13 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
               help=LM_OPTIONS_HELP["prompt_audio"])
 @click.option("--tokenizer", "tokenizer_spec", default=None, help=LM_OPTIONS_HELP["tokenizer"])
 @click.option("--speaker-audio", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Zero-shot voice with no transcript: audio of the speaker, read by the learnable speaker encoder "
-                   "of a token-flow run trained with --speaker-encoder learnable (its DC-AE latent).")
+              help="Zero-shot voice with no transcript: audio of the speaker (its DC-AE latent), read by the learnable "
+                   "speaker encoder of the token-flow and/or token-lm run trained with --speaker-encoder learnable.")
 @click.option("--speaker-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The same from a latent file (.safetensors from dcae encode/export).")
+@click.option("--speaker-embedding", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A fixed speaker embedding (a dcae speakers file: speakers/by_speaker/NAME.safetensors, or one "
+                   "row's) for token-flow / token-lm runs trained with --speaker-dim.")
 @click.option("--text-stream", is_flag=True, help=LM_OPTIONS_HELP["text_stream"])
 @click.option("--top-k", type=int, default=None, help=LM_OPTIONS_HELP["top_k"] + " [default: 25]")
 @click.option("--top-p", type=float, default=None, help=LM_OPTIONS_HELP["top_p"] + " [default: 0.8]")
@@ -142,7 +145,7 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
 def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None,
                 frames: int | None, prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None,
                 out_tokens: Path | None, flow_dir: Path | None, prompt_audio: Path | None, tokenizer_spec: str | None,
-                speaker_audio: Path | None, speaker_latent: Path | None, text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
+                speaker_audio: Path | None, speaker_latent: Path | None, speaker_embedding: Path | None, text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
                 lm_cfg_scale: float | None, stream: bool,
                 chunk_frames: int | None, lookahead: int | None, seed: int, steps: int | None,
                 cfg_scale: float | None, temperature: float, max_frames: int | None, out_latent: Path | None,
@@ -154,7 +157,8 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     import torch
 
     from dcae.audio import AudioError, check_output_suffix
-    from dcae.corpus import LatentFileError, load_latent
+    from dcae.corpus import LatentFileError, ManifestError, load_latent
+    from dcae.corpus.speaker_file import load_speaker_embedding
     from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
     from tts.run import RunError, load_run
     from tts.synthesis import SynthesisError
@@ -187,12 +191,17 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
                                     prompt_audio=prompt_audio is not None, speaker_audio=speaker_audio is not None))
     if speaker_audio is not None and speaker_latent is not None:
         fail("give --speaker-audio or --speaker-latent, not both")
-    reference = None
+    reference = embedding = None
     if speaker_latent is not None:
         try:
             reference, _ = load_latent(speaker_latent)
         except LatentFileError as e:
             fail(f"--speaker-latent: {e}")
+    if speaker_embedding is not None:
+        try:
+            embedding = load_speaker_embedding(speaker_embedding)
+        except ManifestError as e:
+            fail(f"--speaker-embedding: {e}")
     if chunk_frames is not None and chunk_frames < (1 if stream else 0):
         fail(f"--chunk-frames must be at least {1 if stream else 0}{' with --stream' if stream else ''}, "
              f"got {chunk_frames}")
@@ -209,7 +218,8 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
                 stream=stream, chunk_frames=chunk_frames, lookahead=lookahead, seed=seed, steps=steps,
                 cfg_scale=cfg_scale, temperature=temperature, frames=frames, max_frames=max_frames, device=tts_device,
                 make_wrapper=lambda flow: _audio_wrapper(flow, flow.directory, ae_model, ae_config, vocoder, device,
-                                                         precision), speaker_audio=speaker_audio, speaker_latent=reference)
+                                                         precision), speaker_audio=speaker_audio, speaker_latent=reference,
+                speaker_embedding=embedding)
         except (SynthesisError, LatentFileError) as e:
             fail(str(e))
         tokens, flow = speech.tokens, speech.flow
@@ -242,6 +252,9 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
         fail(f"{run_dir}: --speaker-audio/--speaker-latent need a run trained with --speaker-encoder learnable")
     if speaker_audio is not None and not speaker_audio.is_file():
         fail(f"--speaker-audio {speaker_audio}: file not found")
+    if embedding is not None and (getattr(run.model, "speaker_encoder", None) is not None
+                                  or not getattr(run.model, "speaker_size", 0)):
+        fail(f"{run_dir}: --speaker-embedding needs a run trained with --speaker-dim (a fixed speaker embedding)")
     wrapper = None
     if output is not None or speaker_audio is not None:
         wrapper = _audio_wrapper(run, run_dir, ae_model, ae_config, vocoder, device, precision)
@@ -254,7 +267,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
             speech = speak_token_file(run, wrapper, tokens_file, prompt, prompt_tokens, frames=frames,
                                       max_frames=max_frames, stream=stream, chunk_frames=chunk_frames,
                                       lookahead=lookahead, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                                      temperature=temperature, speaker_reference=reference)
+                                      temperature=temperature, speaker_reference=reference, speaker=embedding)
             latent, audio = speech.latent, speech.audio
             if speech.first_audio is not None:
                 click.echo(f"streaming: first audio after {speech.first_audio[0]:.2f} s, with {speech.first_audio[1]} "

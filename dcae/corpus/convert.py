@@ -11,7 +11,6 @@ writes the per-file layout ``dcae export`` writes (``latents/``, ``tokens/``, ``
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from dcae.corpus.latent_file import LatentFileError, load_latent
 from dcae.corpus.manifest import ManifestError, read_manifest
 from dcae.corpus.shard_work import ShardWriting
 from dcae.corpus.shards import DEFAULT_SHARD_MB, ShardError, ShardRow, index_shards, read_ids, read_rows
-from dcae.corpus.speaker_file import SPEAKER_KEY, load_speaker_embedding
+from dcae.corpus.speaker_file import SPEAKER_KEY, load_speaker_embedding, speaker_relpath
 from dcae.corpus.tensor_file import TensorFileError, write_tensor
 from dcae.corpus.token_file import TokenFileError, load_tokens, save_tokens, token_relpath
 from dcae.latent_export import LatentFiles
@@ -106,12 +105,6 @@ class UnpackReader:
         except ShardError as e:
             return str(e)
         return self.cached[1][item.row["index"]]
-
-
-def speaker_relpath(uid: str) -> str:
-    """Where an utterance's speaker embedding lives in an unpacked export (beside its latent and tokens)."""
-    digest = hashlib.sha1(uid.encode("utf-8")).hexdigest()
-    return f"speakers/{digest[:2]}/{Path(token_relpath(uid)).name}"
 
 
 class UnpackWork(LatentFiles):

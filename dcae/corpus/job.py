@@ -231,11 +231,15 @@ def default_workers(dist: distributed.DistInfo) -> int:
     return max(1, min(4, (os.cpu_count() or 2) // dist.world_size - 1))
 
 
-def record_settings(path: Path, settings: dict[str, Any], write: bool, mismatch: Callable[[dict, list[str]], str]
-                    ) -> None:
+def record_settings(path: Path, settings: dict[str, Any], write: bool, mismatch: Callable[[dict, list[str]], str],
+                    outputs: Path | None = None) -> None:
     """Refuse to mix outputs of different models or settings in one folder: compare ``settings`` with
     the ones ``path`` recorded (``mismatch(previous, changed_keys)`` is the one-line refusal); record them
-    there on first use when ``write``. Raises :class:`JobError`."""
+    there on first use when ``write``. ``outputs``: the folder of the outputs these settings describe,
+    refused when it exists without ``path`` (left from an earlier run). Raises :class:`JobError`."""
+    if outputs is not None and not path.is_file() and outputs.exists():
+        raise JobError(f"{outputs} exists but {path} does not: remove {outputs} (left from an earlier run) and run "
+                       f"again")
     if path.is_file():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from dcae.atomic import atomic_write_text
+from dcae.corpus.latent_file import DEFAULT_FRAME_RATE
 
 REQUIRED_KEYS = ("id", "latent_path", "num_frames")
 PATH_KEYS = ("latent_path", "token_path", "speaker_path")
@@ -61,3 +62,25 @@ def write_manifest(path: str | Path, rows: Iterable[dict[str, Any]], keys: Seque
     """Atomically write ``rows`` as JSON lines, each with the ``keys`` it has, in that order."""
     atomic_write_text(path, "".join(json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False) + "\n"
                                     for r in rows))
+
+
+def read_raw_rows(manifest: Path) -> list[dict[str, Any]]:
+    """The manifest's rows as written (paths not resolved), for the rewrite. :func:`read_manifest` has
+    checked the file already."""
+    return [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def audio_path_of(row: dict[str, Any], root: Path) -> Path | None:
+    """A row's ``audio_path`` (relative paths are relative to the manifest's folder), or None."""
+    value = row.get("audio_path")
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def row_seconds(row: dict[str, Any]) -> float:
+    """A row's audio length: its ``duration``, else its latent frames at the DC-AE frame rate."""
+    if row.get("duration") is not None:
+        return float(row["duration"])
+    return int(row["num_frames"]) / DEFAULT_FRAME_RATE

@@ -1,6 +1,8 @@
 """What every corpus job that writes Parquet shards shares (``dcae export --format shards``,
 ``dcae shards pack``): a :class:`~dcae.corpus.shards.ShardWriter` per rank, resuming from the shard
-files themselves, and the merge into ``shards.json`` + ``stats.json``.
+files themselves, and the merge into ``shards.json`` + ``stats.json``; and what the jobs that fill
+a column of existing shards share (``dcae tokens``, ``dcae speakers`` on a shard folder:
+:class:`ShardColumns`).
 
 Each rank writes ``ROOT/shards/<W>x<R>-<n>.parquet`` (a number one past the highest taken, so a
 rerun never overwrites a shard); a shard is written whole and renamed, so a kill loses at most the
@@ -10,12 +12,25 @@ complete shard holds: every utterance ends up in exactly one shard.
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
+from pathlib import Path
 from typing import Any, Sequence
+
+import pyarrow.parquet as pq
 
 from dcae import distributed
 from dcae.atomic import atomic_write_text
-from dcae.corpus.job import Item, Outcome, Work
-from dcae.corpus.shards import SHARDS_DIR, ShardError, ShardRow, ShardWriter, index_shards, read_ids, write_index
+from dcae.corpus.job import Item, JobError, Outcome, Work
+from dcae.corpus.shards import (
+    SHARDS_DIR,
+    ShardError,
+    ShardInfo,
+    ShardRow,
+    ShardWriter,
+    index_shards,
+    read_ids,
+    write_index,
+)
 from dcae.corpus.store import part_failures, prune_parts
 
 
@@ -80,3 +95,73 @@ class ShardWriting(Work):
         atomic_write_text(self.root / "failed.jsonl", "".join(json.dumps(r) + "\n" for r in failed))
         prune_parts(self.root, world_size)
         return {**summary, "failed": len(failed)}
+
+
+def shard_items(root: Path, error: type[JobError] = JobError) -> tuple[list[ShardInfo], list[Item]]:
+    """A shard folder's shards and one :class:`Item` per row (``row``: its ``shard`` and ``duration``), for
+    a job that fills columns of the shards. Raises ``error`` (one line) for a folder with no usable shards."""
+    shards, problems = index_shards(root)
+    if problems:
+        raise error(f"{problems[0]}; remove it (or rerun the export that wrote it) first")
+    if not shards:
+        raise error(f"{root}: no shards (shards.json or shards/*.parquet)")
+    items = []
+    for info in shards:
+        table = pq.read_table(info.path, columns=["id", "audio_path", "duration"])
+        for uid, audio_path, duration in zip(*(table.column(c).to_pylist() for c in ("id", "audio_path", "duration"))):
+            items.append(Item(len(items), uid, audio_path or None, {"shard": str(info.path), "duration": duration}))
+    return shards, items
+
+
+class ShardColumns(Work):
+    """A mixin for a :class:`~dcae.corpus.job.Work` that fills columns of an existing shard folder, one
+    result per row (the tokens of ``dcae tokens``, the embeddings of ``dcae speakers``). Each rank takes
+    whole shards; the results of a shard are held until every row of it has one, then the subclass
+    rewrites the shard (:meth:`fill`, atomically) with ``fingerprint`` under ``model_key`` in its
+    metadata, so a rerun skips the shards that hold these results and redoes at most the one in
+    progress. A result is the row's value, or the one-line reason (str) it has none."""
+
+    model_key: str  # the shard metadata key that records what filled the column
+
+    def __init__(self, shards: list[ShardInfo], fingerprint: str):
+        self.shards = {str(s.path): s for s in shards}
+        self.fingerprint = fingerprint
+        self.results: dict[str, dict[str, Any]] = {}  # shard -> id -> result
+        self.items: dict[str, list[Item]] = {}
+
+    def share(self, items: list[Item], rank: int, world_size: int) -> list[Item]:
+        order = list(self.shards)
+        return [item for item in items if order.index(item.row["shard"]) % world_size == rank]
+
+    def order(self, pending: list[Item]) -> list[Item]:
+        return pending  # shard by shard: a shard is finished (and written) before the next begins
+
+    def done(self, item: Item, committed: dict[str, Any] | None) -> Outcome | None:
+        meta = self.shards[item.row["shard"]].meta
+        return Outcome(item, {"id": item.uid}) if meta.get(self.model_key) == self.fingerprint else None
+
+    def hold(self, item: Item, result: Any) -> list[Outcome]:
+        """Keep ``item``'s result; the outcomes of its shard's rows if the shard is now complete (and written)."""
+        shard = item.row["shard"]
+        self.results.setdefault(shard, {})[item.uid] = result
+        self.items.setdefault(shard, []).append(item)
+        results = self.results[shard]
+        if len(results) < self.shards[shard].rows:
+            return []
+        self.fill(Path(shard), [None if isinstance(results[uid], str) else results[uid]
+                                for uid in read_ids(Path(shard))])
+        del self.results[shard]
+        return [Outcome(item, error=result) if isinstance(result := results[item.uid], str) else
+                Outcome(item, self.outcome_row(item, result)) for item in self.items.pop(shard)]
+
+    def unreadable(self, item: Item, reason: str) -> list[Outcome]:
+        return self.hold(item, reason)
+
+    def outcome_row(self, item: Item, result: Any) -> dict[str, Any]:
+        """The row committed for an item whose result went into its shard."""
+        return {"id": item.uid}
+
+    @abstractmethod
+    def fill(self, path: Path, values: list[Any]) -> None:
+        """Rewrite the shard at ``path`` with the column(s) of ``values`` (in its row order; None: no value),
+        recording ``fingerprint`` under ``model_key``."""

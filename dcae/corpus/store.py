@@ -198,12 +198,14 @@ def prune_parts(root: Path, world_size: int) -> None:
 TOKEN_FIELDS = ("token_path", "num_tokens", "token_rate")
 
 
-def _previous_token_fields(root: Path) -> dict[str, dict[str, Any]]:
-    """Token fields (``dcae tokens``) of the current ``manifest.jsonl`` rows whose token file exists, by id."""
+def _previous_added_fields(root: Path) -> dict[str, dict[str, Any]]:
+    """Fields later commands added to the current ``manifest.jsonl`` rows (``dcae tokens``: the token
+    fields; ``dcae speakers``: ``speaker_path``) whose file exists, by id."""
     kept: dict[str, dict[str, Any]] = {}
     for row in read_jsonl(root / "manifest.jsonl"):
-        if all(k in row for k in TOKEN_FIELDS) and (root / row["token_path"]).is_file():
-            kept[row["id"]] = {k: row[k] for k in TOKEN_FIELDS}
+        for fields, path_key in ((TOKEN_FIELDS, "token_path"), (("speaker_path",), "speaker_path")):
+            if all(k in row for k in fields) and (root / row[path_key]).is_file():
+                kept.setdefault(row["id"], {}).update({k: row[k] for k in fields})
     return kept
 
 
@@ -211,7 +213,8 @@ def merge_parts(root: Path, order: Iterable[str], dim: int, world_size: int | No
     """Write ``manifest.jsonl`` (rows in ``order`` of ids), ``stats.json`` and ``failed.jsonl`` from the
     parts of ``world_size`` (None: every part).
 
-    Token fields that ``dcae tokens`` added to the previous manifest are carried over (their file exists).
+    Fields that ``dcae tokens`` and ``dcae speakers`` added to the previous manifest are carried over
+    (their file exists).
     An id in two parts (or twice in one) raises :class:`StoreError` rather than keeping one row: a part's
     statistics are sums that cannot drop one utterance's frames, so they would count twice. The exporter
     starts its parts afresh every run, so this takes parts edited or mixed by hand; rerunning the export
@@ -228,7 +231,7 @@ def merge_parts(root: Path, order: Iterable[str], dim: int, world_size: int | No
                                  f"from the latent files)")
             rows[row["id"]], where[row["id"]] = row, stats_path
         stats.merge(RunningStats.from_dict(snapshot["stats"]))
-    tokens = _previous_token_fields(root)  # a rerun of the export keeps the tokens added to its rows
+    tokens = _previous_added_fields(root)  # a rerun of the export keeps the tokens and speakers added to its rows
     ordered = [{**rows[i], **tokens.get(i, {})} for i in order if i in rows]
     write_manifest(root / "manifest.jsonl", ordered)
     stats.finish().save(root / "stats.json", num_utterances=len(ordered))

@@ -27,6 +27,20 @@ def test_roundtrip_keeps_text_and_resolves_relative_paths(tmp_path):
     assert read_filelist(tmp_path / "list.txt", root="/data")[0].path == Path("/data/spk/a.wav")
 
 
+def test_speaker_field_after_the_last_separator(tmp_path):
+    (tmp_path / "l.txt").write_text("a.wav|hello|spk1\nb.wav||p225\nc.wav|x | y|\nd.wav|plain text\n")
+    got = [(e.path.name, e.text, e.speaker) for e in read_filelist(tmp_path / "l.txt")]
+    assert got == [("a.wav", "hello", "spk1"), ("b.wav", None, "p225"), ("c.wav", "x | y", None),
+                   ("d.wav", "plain text", None)]
+    entries = [FilelistEntry(Path("/a.wav"), "hi | there", "s1"), FilelistEntry(Path("/b.wav"), None, "s2"),
+               FilelistEntry(Path("/c.wav"), "a|b")]
+    write_filelist(tmp_path / "w.txt", entries)
+    assert (tmp_path / "w.txt").read_text() == "/a.wav|hi | there|s1\n/b.wav||s2\n/c.wav|a|b|\n"
+    assert read_filelist(tmp_path / "w.txt") == entries
+    with pytest.raises(FilelistError, match="speaker id"):
+        write_filelist(tmp_path / "bad.txt", [FilelistEntry(Path("/a.wav"), "t", "a|b")])
+
+
 def test_empty_transcript_is_kept_distinct_from_no_transcript(tmp_path):
     (tmp_path / "l.txt").write_text("a.wav|\nb.wav\n")
     assert [e.text for e in read_filelist(tmp_path / "l.txt")] == ["", None]

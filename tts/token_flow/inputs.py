@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from dcae.audio import AudioError, load_checked_audio
 from tts.run import TTSRun
+from tts.speakers.reference import reference_from_audio, speaker_vector  # noqa: F401  (used here and by importers)
 from tts.synthesis import NoFrameError, SynthesisError, read_token_file
 
 
@@ -75,43 +75,3 @@ def token_prompt(run: TTSRun, prompt: torch.Tensor | None, prompt_tokens: torch.
                              f"({ratio:.2f} per frame; the run expects {cfg.tokens_per_frame:.2f}): are the prompt "
                              f"latent and tokens of the same audio?")
     return run.stats.normalize(prompt.T.float()), prompt_tokens
-
-
-def reference_from_audio(wrapper, path: str | Path) -> torch.Tensor:
-    """A speaker reference from audio: its DC-AE latent (D, R) (``wrapper``: a
-    :class:`dcae.pipeline.DCAEInferenceWrapper`). Raises :class:`SynthesisError` naming the file."""
-    try:
-        audio = load_checked_audio(path, wrapper.sample_rate)
-    except AudioError as e:
-        raise SynthesisError(f"--speaker-audio: {e}") from None
-    latent = wrapper.encode(audio, wrapper.sample_rate)[0]
-    if latent.shape[-1] == 0:
-        raise SynthesisError(f"--speaker-audio {path}: too short for one latent frame ({1 / wrapper.frame_rate:.2f} s)")
-    return latent.float().cpu()
-
-
-def speaker_vector(run: TTSRun, speaker: torch.Tensor | None, reference: torch.Tensor | None = None
-                   ) -> torch.Tensor | None:
-    """The speaker vector the run is conditioned on: a fixed embedding (S,) checked against the run, or
-    for a learnable speaker encoder the vector of ``reference`` (the reference's latent (D, R), as a
-    latent file holds it). None: none (runs without speakers ignore a fixed one)."""
-    model = run.model
-    if reference is not None:
-        if model.speaker_encoder is None:
-            raise SynthesisError(f"{run.directory}: a speaker reference needs a run trained with --speaker-encoder "
-                                 f"learnable" + (" (this one takes a fixed speaker embedding)" if model.speaker_size
-                                                 else ""))
-        reference = torch.as_tensor(reference, dtype=torch.float32)
-        if reference.ndim != 2 or reference.shape[0] != model.cfg.latent_dim or reference.shape[1] == 0:
-            raise SynthesisError(f"speaker reference: expected a latent ({model.cfg.latent_dim}, frames), "
-                                 f"got {tuple(reference.shape)}")
-        if not torch.isfinite(reference).all():
-            raise SynthesisError("speaker reference: the latent holds NaN or Inf")
-        return model.encode_speaker(run.stats.normalize(reference.T))
-    size = model.speaker_size
-    if speaker is None or size == 0:
-        return None
-    speaker = torch.as_tensor(speaker, dtype=torch.float32).reshape(-1)
-    if speaker.numel() != size:
-        raise SynthesisError(f"speaker embedding has {speaker.numel()} values, the run takes {size}")
-    return speaker

@@ -69,17 +69,17 @@ def speak_token_file(run: TTSRun, wrapper, tokens_file: str | Path, prompt: torc
                      max_frames: int | None = None, stream: bool = False, chunk_frames: int | None = None,
                      lookahead: int | None = None, seed: int = 0, steps: int | None = None,
                      cfg_scale: float | None = None, temperature: float = 1.0,
-                     speaker_reference: torch.Tensor | None = None) -> Speech:
+                     speaker_reference: torch.Tensor | None = None, speaker: torch.Tensor | None = None) -> Speech:
     """A token file -> latent and, with ``wrapper`` (a :class:`dcae.pipeline.DCAEInferenceWrapper`), audio;
     offline (``chunk_frames`` 0/None: full context) or streamed chunk by chunk (``stream``: the file's
     tokens fed one at a time, as a language model would write them; ``lookahead``: the decoder's).
-    ``speaker_reference``: a reference latent (D, R) for a run with a learnable speaker encoder.
-    Raises :class:`SynthesisError`."""
+    ``speaker_reference``: a reference latent (D, R) for a run with a learnable speaker encoder;
+    ``speaker``: a fixed embedding (S,) for a run trained with one. Raises :class:`SynthesisError`."""
     tokens = load_token_file(run, tokens_file)
     prompt_tokens = (None if prompt_tokens_file is None else  # its length is checked against the prompt latent
                      check_tokens(run, read_token_file(prompt_tokens_file, run), str(prompt_tokens_file)))
     options = dict(prompt=prompt, prompt_tokens=prompt_tokens, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                   temperature=temperature, speaker_reference=speaker_reference)
+                   temperature=temperature, speaker_reference=speaker_reference, speaker=speaker)
     if not stream:
         latent = synthesize_tokens(run, tokens, frames=frames, max_frames=max_frames, chunk_frames=chunk_frames or 0,
                                    **options)

@@ -79,6 +79,10 @@ class BackboneLMConfig:
     lora_rank: int = 0  # > 0: LoRA adapters of this rank on the backbone's projections (peft); 0: full fine-tuning
     lora_alpha: int = 16
     gradient_checkpointing: bool = False
+    speaker_encoder: str = "none"  # none | learnable (MiniMax-Speech's speaker encoder, :class:`TokenLMConfig`)
+    speaker_layers: int = 2
+    latent_dim: int = 80
+    reference_frames: int = 64
 
     @property
     def vocab(self) -> CosyVoiceVocab:
@@ -144,7 +148,7 @@ class BackboneTokenLM(SpeakerPosition, nn.Module):
         self.llm_embedding = nn.Embedding(2, width)  # row 0: start, row 1: task id (text ended)
         self.speech_embedding = nn.Embedding(vocab.output_size, width)
         self.llm_decoder = nn.Linear(width, vocab.output_size)
-        self.speaker = nn.Linear(cfg.speaker_dim, width) if cfg.speaker_dim else None
+        self._speaker_modules(cfg, width, self.llm.config.num_attention_heads)
         self.text_llm, self.text_proj = None, None
         if cfg.text_condition == "hidden":
             if cfg.text_llm:
@@ -250,10 +254,13 @@ class BackboneTokenLM(SpeakerPosition, nn.Module):
         return logits[:, 1:] if self.speaker is not None else logits
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, is_text: torch.Tensor,
-                speaker: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Cross-entropy on the speech positions (targets IGNORE elsewhere), as CosyVoice 2 (mean over scored positions)."""
+                speaker: torch.Tensor | None = None, reference: torch.Tensor | None = None,
+                reference_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Cross-entropy on the speech positions (targets IGNORE elsewhere), as CosyVoice 2 (mean over scored
+        positions); the speaker inputs as :meth:`tts.token_lm.model.TokenLM.forward`."""
         drop = self.cfg.cond_drop if self.training else 0.0
         hide = torch.rand(inputs.shape[0], device=inputs.device) < drop
+        speaker = self._speaker_vector(speaker, reference, reference_mask, hide)
         return next_token_loss(self.logits(inputs, valid, is_text, speaker, hide), targets, valid)
 
     # ----- incremental decoding ----------------------------------------------------------------

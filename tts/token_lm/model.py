@@ -2,7 +2,10 @@
 
 The sequence is ``[speaker?] <plain> text <sos> speech`` or the interleaved bistream layout
 (:mod:`tts.token_lm_layout`); cross-entropy on the speech tokens, ``<eos>`` and ``<fill>``. An
-optional speaker embedding (S,) is projected into one extra first position. Classifier-free
+optional speaker vector is projected into one extra first position: a fixed embedding (S,) per row
+(``speaker_dim``), or with ``speaker_encoder="learnable"`` the vector MiniMax-Speech's learnable
+speaker encoder (:mod:`tts.speakers.learnable`) makes of a reference's latents, trained jointly and
+dropped with the text (a zero vector: no reference). Classifier-free
 guidance: in training the text positions are hidden from attention with probability ``cond_drop``;
 at sampling a second row hides them and the logits are mixed (:func:`tts.token_sampling.guided_logits`).
 
@@ -23,7 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tts.layers import Block, LayerCache, rope_angles
+from tts.speakers.learnable import SpeakerEncoder
 from tts.token_lm.layout import IGNORE, Vocab
+
+SPEAKER_ENCODERS = ("none", "learnable")
 
 
 @dataclass
@@ -40,6 +46,10 @@ class TokenLMConfig:
     bistream: bool = False  # trained on the interleaved layout too
     text_chunk: int = 5  # bistream: text ids per chunk (N)
     speech_chunk: int = 15  # bistream: speech tokens per chunk (M)
+    speaker_encoder: str = "none"  # none | learnable (MiniMax-Speech: a reference's latents -> a vector, trained jointly)
+    speaker_layers: int = 2  # learnable speaker encoder: transformer blocks
+    latent_dim: int = 80  # learnable speaker encoder: the reference latents' dimension
+    reference_frames: int = 64  # learnable speaker encoder: training references are crops of at most this many frames
 
     @property
     def vocab(self) -> Vocab:
@@ -48,12 +58,52 @@ class TokenLMConfig:
 
 class SpeakerPosition:
     """What the token LMs (:class:`TokenLM`, :class:`tts.token_lm.backbone.BackboneTokenLM`) share around
-    their optional speaker embedding (``self.speaker``: a projection, or None), one extra first position."""
+    their optional speaker vector, one extra first position: ``self.speaker`` (its projection, or None)
+    and ``self.speaker_encoder`` (the learnable encoder, or None), built by :meth:`_speaker_modules`."""
+
+    def _speaker_modules(self, cfg, width: int, heads: int) -> None:
+        """A fixed embedding of ``cfg.speaker_dim`` values, or the learnable encoder (width-sized vectors)."""
+        if cfg.speaker_encoder not in SPEAKER_ENCODERS:
+            raise ValueError(f"speaker encoder {cfg.speaker_encoder!r}: none or learnable")
+        learnable = cfg.speaker_encoder == "learnable"
+        if learnable and cfg.speaker_dim:
+            raise ValueError("a learnable speaker encoder replaces the fixed speaker embedding (speaker_dim 0)")
+        self.speaker_encoder = SpeakerEncoder(cfg.latent_dim, width, cfg.speaker_layers, heads) if learnable else None
+        size = width if learnable else cfg.speaker_dim
+        self.speaker = nn.Linear(size, width) if size else None
+
+    @property
+    def speaker_size(self) -> int:
+        """Size of the speaker vector the model is conditioned on (the learnable encoder's: the width)."""
+        return 0 if self.speaker is None else self.speaker.in_features
+
+    def encode_speaker(self, reference: torch.Tensor) -> torch.Tensor:
+        """Learnable encoder: a reference's normalised latents (R, D) -> the speaker vector (width,)."""
+        if self.speaker_encoder is None:
+            raise ValueError("this model has no learnable speaker encoder")
+        param = self.speaker.weight
+        reference = reference.to(param.device).float()[None]
+        mask = torch.ones(reference.shape[:2], dtype=torch.bool, device=param.device)
+        with torch.no_grad():
+            return self.speaker_encoder(reference, mask)[0]
+
+    def _speaker_vector(self, speaker: torch.Tensor | None, reference: torch.Tensor | None,
+                        reference_mask: torch.Tensor | None, hide: torch.Tensor) -> torch.Tensor | None:
+        """Training: the fixed embedding (B, S_dim), or the learnable encoder's vectors of the references
+        (B, R, D) (zero for the rows whose conditions are hidden, ``hide`` (B,))."""
+        if self.speaker_encoder is None or reference is None:
+            return speaker
+        if reference_mask is None:
+            reference_mask = torch.ones(reference.shape[:2], dtype=torch.bool, device=reference.device)
+        return self.speaker_encoder(reference, reference_mask) * (~hide)[:, None]
 
     def _with_speaker(self, x: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
-        """(B, n, C) [+ speaker (B, S_dim) projected as a first position] -> (B, n [+ 1], C)."""
+        """(B, n, C) [+ speaker (B, S_dim) projected as a first position] -> (B, n [+ 1], C). With the
+        learnable encoder no vector means no reference: the zero vector (as when dropped in training)."""
         if self.speaker is None:
             return x
+        if speaker is None and self.speaker_encoder is not None:
+            speaker = x.new_zeros(x.shape[0], self.speaker_size)
         if speaker is None:
             raise ValueError(f"this model takes a speaker embedding of {self.cfg.speaker_dim} values")
         return torch.cat([self.speaker(speaker.to(x.dtype))[:, None], x], dim=1)
@@ -85,7 +135,7 @@ class TokenLM(SpeakerPosition, nn.Module):
         self.cfg = cfg
         vocab = cfg.vocab
         self.embed = nn.Embedding(vocab.input_size, cfg.width)
-        self.speaker = nn.Linear(cfg.speaker_dim, cfg.width) if cfg.speaker_dim else None
+        self._speaker_modules(cfg, cfg.width, cfg.heads)
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, vocab.output_size)
@@ -128,10 +178,13 @@ class TokenLM(SpeakerPosition, nn.Module):
 
     # ----- training --------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, is_text: torch.Tensor,
-                speaker: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Cross-entropy for right-padded layouts: inputs, targets (IGNORE where none), valid, is_text (B, S)."""
+                speaker: torch.Tensor | None = None, reference: torch.Tensor | None = None,
+                reference_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Cross-entropy for right-padded layouts: inputs, targets (IGNORE where none), valid, is_text (B, S);
+        a fixed speaker (B, S_dim), or for the learnable encoder reference latents (B, R, D) + mask (B, R)."""
         drop = self.cfg.cond_drop if self.training else 0.0
         hide = torch.rand(inputs.shape[0], device=inputs.device) < drop
+        speaker = self._speaker_vector(speaker, reference, reference_mask, hide)
         keys = self._key_valid(valid, is_text, hide)
         logits = self._run(self._inputs(inputs, speaker), 0, self.attention_mask(keys, keys.shape[1]))
         if self.speaker is not None:
@@ -156,10 +209,14 @@ class TokenLMDecoder:
             raise ValueError(f"rows must be 1 (no guidance) or 2 (conditional, unconditional), got {rows}")
         self.model, self.rows, self.use_cache = model, rows, use_cache
         device = model.device
-        self.speaker = None if speaker is None else speaker.reshape(1, -1).float().to(device).expand(rows, -1)
+        self.hide = torch.arange(rows, device=device) == 1
+        if model.speaker_encoder is not None:  # no reference: the zero vector; the unconditional row: zero too
+            vector = torch.zeros(model.speaker_size) if speaker is None else speaker.reshape(-1)
+            self.speaker = vector.float().to(device)[None] * (~self.hide)[:, None]
+        else:
+            self.speaker = None if speaker is None else speaker.reshape(1, -1).float().to(device).expand(rows, -1)
         if model.speaker is not None and self.speaker is None:
             raise ValueError(f"this model takes a speaker embedding of {model.cfg.speaker_dim} values")
-        self.hide = torch.arange(rows, device=device) == 1
         self.ids = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.is_text = torch.zeros(rows, 0, dtype=torch.bool, device=device)
         self.caches = self.new_cache() if use_cache else None

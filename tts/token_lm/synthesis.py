@@ -25,6 +25,7 @@ import torch
 
 from dcae.corpus import save_tokens
 from tts.run import TTSRun
+from tts.speakers.reference import speaker_vector
 from tts.synthesis import SynthesisError, seeded_generator
 from tts.token_lm.generate import BistreamGenerator, GenerationOptions, generate_plain
 from tts.token_lm.sampling import SamplingSettings
@@ -42,8 +43,11 @@ def _need_lm_run(run: TTSRun) -> None:
 def generation_options(run: TTSRun, prompt_text: str | None = None, prompt_tokens=None, *,
                        sampling: SamplingSettings | None = None, cfg_scale: float = 1.0,
                        min_ratio: float | None = None, max_ratio: float | None = None,
-                       speaker: torch.Tensor | None = None, use_cache: bool = True) -> GenerationOptions:
-    """Checked :class:`GenerationOptions` for ``run`` (prompt text ids are filled in by the callers)."""
+                       speaker: torch.Tensor | None = None, speaker_reference: torch.Tensor | None = None,
+                       use_cache: bool = True) -> GenerationOptions:
+    """Checked :class:`GenerationOptions` for ``run`` (prompt text ids are filled in by the callers).
+    ``speaker``: a fixed embedding (S,) for runs trained with one; ``speaker_reference``: a reference's
+    latent (D, R) for a run with a learnable speaker encoder (none given: the zero vector, no reference)."""
     _need_lm_run(run)
     sampling = sampling or SamplingSettings()
     try:
@@ -68,7 +72,11 @@ def generation_options(run: TTSRun, prompt_text: str | None = None, prompt_token
             raise SynthesisError(f"prompt tokens: id {bad[0]} out of range (the run has {cfg.codebook_size} codes)")
         if not prompt:
             raise SynthesisError("prompt tokens: none given")
-    if speaker is not None or cfg.speaker_dim:
+    if speaker_reference is not None:
+        speaker = speaker_vector(run, None, speaker_reference)
+    elif getattr(run.model, "speaker_encoder", None) is not None:
+        speaker = None
+    elif speaker is not None or cfg.speaker_dim:
         if cfg.speaker_dim == 0:
             speaker = None
         elif speaker is None or torch.as_tensor(speaker).numel() != cfg.speaker_dim:

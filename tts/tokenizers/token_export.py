@@ -37,9 +37,11 @@ import torch
 
 from dcae import distributed
 from dcae.atomic import atomic_write_text
-from dcae.corpus import DEFAULT_FRAME_RATE, read_manifest
+from dcae.corpus import read_manifest
 from dcae.corpus.job import Batch, Item, JobError, Outcome, SequentialBatches, Work, record_settings, run_job
-from dcae.corpus.shards import ShardInfo, index_shards, read_ids, replace_columns, token_columns
+from dcae.corpus.manifest import audio_path_of, read_raw_rows, row_seconds
+from dcae.corpus.shard_work import ShardColumns, shard_items
+from dcae.corpus.shards import ShardInfo, index_shards, replace_columns, token_columns
 from dcae.corpus.store import part_failures, part_rows
 from dcae.corpus.token_file import TOKENS_DIR, TokenFileError, load_tokens, save_tokens, token_relpath
 from tts.tokenizers.base import SpeechTokenizer
@@ -70,35 +72,12 @@ def tokenizer_settings(tokenizer: SpeechTokenizer, fingerprint: str) -> dict[str
             "codebook_size": tokenizer.codebook_size, FINGERPRINT_KEY: fingerprint}
 
 
-# ---------------------------------------------------------------------------------------- manifest
-def read_raw_rows(manifest: Path) -> list[dict[str, Any]]:
-    """The manifest's rows as written (paths not resolved), for the rewrite. :func:`read_manifest` has
-    checked the file already."""
-    return [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def audio_path_of(row: dict[str, Any], root: Path) -> Path | None:
-    """A row's ``audio_path`` (relative paths are relative to the manifest's folder), or None."""
-    value = row.get("audio_path")
-    if not value:
-        return None
-    path = Path(str(value)).expanduser()
-    return path if path.is_absolute() else root / path
-
-
 def with_tokens(row: dict[str, Any], num_tokens: int | None, uid: str, token_rate: float) -> dict[str, Any]:
     """``row`` with the token fields set (``num_tokens`` given) or removed (None); other fields unchanged."""
     out = {k: v for k, v in row.items() if num_tokens is not None or k not in TOKEN_KEYS}
     if num_tokens is not None:
         out.update(token_path=token_relpath(uid), num_tokens=int(num_tokens), token_rate=token_rate)
     return out
-
-
-def row_seconds(row: dict[str, Any]) -> float:
-    """A row's audio length: its ``duration``, else its latent frames at the DC-AE frame rate."""
-    if row.get("duration") is not None:
-        return float(row["duration"])
-    return int(row["num_frames"]) / DEFAULT_FRAME_RATE
 
 
 def tokenize_batch(tokenizer: SpeechTokenizer, clips: list[torch.Tensor]) -> list[torch.Tensor | str]:
@@ -140,14 +119,11 @@ class TokenExport(Work):
 
     def start(self, dist: distributed.DistInfo) -> None:
         path = self.export_root / SETTINGS_FILE
-        if not path.is_file() and self.root.exists():
-            raise TokenExportError(f"{self.root} exists but {path} does not: remove {self.root} (left from an "
-                                   f"earlier run) and run again")
         record_settings(path, self.settings, dist.is_main, lambda previous, changed: (
             f"{self.export_root}: already holds tokens of another tokenizer ({previous.get('tokenizer')}, "
             f"{previous.get(FINGERPRINT_KEY)}; this one is {self.settings['tokenizer']}, "
             f"{self.settings[FINGERPRINT_KEY]}: {', '.join(changed)} differ); remove {path} and {self.root} to "
-            f"replace them, or tokenize a copy of the export"))
+            f"replace them, or tokenize a copy of the export"), outputs=self.root)
 
     def order(self, pending: list[Item]) -> list[Item]:
         """Longest first: batches of similar lengths, and the longest (most memory) first."""
@@ -190,56 +166,31 @@ class TokenExport(Work):
                 "tokens": sum(int(r["num_tokens"]) for r in rows if "token_path" in r), "failed": len(still_failed)}
 
 
-class ShardTokens(TokenExport):
-    """Audio -> speech tokens filled into a shard folder's ``tokens`` / ``token_rate`` columns. Each rank
-    takes whole shards; a shard is rewritten (atomically) once every row of it is tokenized, with the
-    tokenizer (name, rate, codebook size, fingerprint) in its metadata, so a rerun skips the shards
-    that have these tokens and redoes at most the shard in progress."""
+class ShardTokens(ShardColumns, TokenExport):
+    """Audio -> speech tokens filled into a shard folder's ``tokens`` / ``token_rate`` columns
+    (:class:`~dcae.corpus.shard_work.ShardColumns`: whole shards per rank, a shard rewritten once every
+    row of it is tokenized, with the tokenizer (name, rate, codebook size, fingerprint) in its metadata)."""
+
+    model_key = "tokens_model"
 
     def __init__(self, root: Path, shards: list[ShardInfo], tokenizer: SpeechTokenizer, batch_size: int,
                  max_batch_seconds: float):
-        super().__init__(root / "manifest.jsonl", tokenizer, batch_size, max_batch_seconds)
+        TokenExport.__init__(self, root / "manifest.jsonl", tokenizer, batch_size, max_batch_seconds)
+        ShardColumns.__init__(self, shards, self.fingerprint)
         self.export_root, self.root = root, root / TOKENS_DIR
-        self.shards = {str(s.path): s for s in shards}
-        self.results: dict[str, dict[str, torch.Tensor | str]] = {}  # shard -> id -> tokens or the reason
-        self.items: dict[str, list[Item]] = {}
-
-    def share(self, items: list[Item], rank: int, world_size: int) -> list[Item]:
-        order = list(self.shards)
-        return [item for item in items if order.index(item.row["shard"]) % world_size == rank]
-
-    def order(self, pending: list[Item]) -> list[Item]:
-        return pending  # shard by shard: a shard is finished (and written) before the next begins
-
-    def done(self, item: Item, committed: dict[str, Any] | None) -> Outcome | None:
-        meta = self.shards[item.row["shard"]].meta
-        return Outcome(item, {"id": item.uid}) if meta.get("tokens_model") == self.fingerprint else None
 
     def process(self, batch: Batch) -> list[Outcome]:
         tokens = tokenize_batch(self.tokenizer, [audio for _, audio in batch])
-        for (item, _), result in zip(batch, tokens):
-            self.results.setdefault(item.row["shard"], {})[item.uid] = result
-            self.items.setdefault(item.row["shard"], []).append(item)
-        return [outcome for shard in {item.row["shard"] for item, _ in batch} for outcome in self._complete(shard)]
+        return [outcome for (item, _), result in zip(batch, tokens) for outcome in self.hold(item, result)]
 
-    def unreadable(self, item: Item, reason: str) -> list[Outcome]:
-        self.results.setdefault(item.row["shard"], {})[item.uid] = reason
-        self.items.setdefault(item.row["shard"], []).append(item)
-        return self._complete(item.row["shard"])
-
-    def _complete(self, shard: str) -> list[Outcome]:
-        """Write ``shard`` once all its rows have a result; their outcomes (none before)."""
-        results = self.results.get(shard, {})
-        if len(results) < self.shards[shard].rows:
-            return []
-        ids = read_ids(Path(shard))
-        values = [None if isinstance(results[uid], str) else results[uid].numpy() for uid in ids]
-        replace_columns(Path(shard), token_columns(values, self.tokenizer.token_rate),
+    def fill(self, path: Path, values: list) -> None:
+        replace_columns(path, token_columns([None if v is None else v.numpy() for v in values],
+                                            self.tokenizer.token_rate),
                         {"token_rate": self.tokenizer.token_rate, "tokenizer": self.tokenizer.name,
-                         "codebook_size": self.tokenizer.codebook_size, "tokens_model": self.fingerprint})
-        del self.results[shard]
-        return [Outcome(item, error=result) if isinstance(result := results[item.uid], str) else
-                Outcome(item, {"id": item.uid, "num_tokens": int(result.numel())}) for item in self.items.pop(shard)]
+                         "codebook_size": self.tokenizer.codebook_size, self.model_key: self.fingerprint})
+
+    def outcome_row(self, item: Item, result: torch.Tensor) -> dict[str, Any]:
+        return {"id": item.uid, "num_tokens": int(result.numel())}
 
     def merge(self, items: list[Item], world_size: int) -> dict[str, Any]:
         """Counts from the shards themselves; ``tokens/failed.jsonl``."""
@@ -286,16 +237,7 @@ def export_shard_tokens(root: str | Path, tokenizer: SpeechTokenizer, batch_size
                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """:func:`export_tokens` for a shard folder (:class:`ShardTokens`): the tokens go into the shards."""
     root = Path(root)
-    shards, problems = index_shards(root)
-    if problems:
-        raise TokenExportError(f"{problems[0]}; remove it (or rerun the export that wrote it) first")
-    if not shards:
-        raise TokenExportError(f"{root}: no shards (shards.json or shards/*.parquet)")
+    shards, items = shard_items(root, TokenExportError)
     dist = distributed.init_distributed(str(tokenizer.device))
-    items = []
-    for info in shards:
-        table = pq.read_table(info.path, columns=["id", "audio_path", "duration"])
-        for uid, audio_path, duration in zip(*(table.column(c).to_pylist() for c in ("id", "audio_path", "duration"))):
-            items.append(Item(len(items), uid, audio_path or None, {"shard": str(info.path), "duration": duration}))
     work = ShardTokens(root, shards, tokenizer, batch_size, max_batch_seconds)
     return run_job(work, items, dist, num_workers, poll_seconds, log)

@@ -18,6 +18,12 @@ Hugging Face causal LM started from its pretrained weights, the text read by its
 (``RUN/backbone/`` keeps its config and tokenizer; the weights are in the checkpoints), in CosyVoice
 2's layout; ``--lora-rank`` trains LoRA adapters instead of the whole backbone, ``--gradient-checkpointing``
 trades compute for memory, and ``--text-condition hidden`` is MinMo's conditioning.
+
+With ``--speaker-encoder learnable`` (MiniMax-Speech) the first position is the vector of a learnable
+speaker encoder (:mod:`tts.speakers.learnable`) reading a reference crop of another utterance of the
+row's ``speaker`` (a crop of itself when rows carry no speaker id), trained jointly; the latents are
+then read too, normalised by the corpus stats (``RUN/stats.json``), and the vector is dropped (zero)
+with the text (``--cond-drop``).
 """
 from __future__ import annotations
 
@@ -30,17 +36,18 @@ from typing import Any
 
 import torch
 
-from dcae.corpus import ManifestError, pad_sequences
+from dcae.corpus import LatentStats, ManifestError, pad_sequences
 from dcae.corpus.stream import BatchStream
 from dcae.training import ConfigError, TrainingRun
 from tts.run import save_run_files
+from tts.speakers.learnable import ReferencePool
 from tts.text import KINDS as FRONTEND_KINDS
 from tts.text import FrontendError, TextFrontend
 from tts.token_lm.backbone import TEXT_CONDITIONS, BackboneError, BackboneLMConfig, BackboneTokenizer, backbone_config
 from tts.token_lm.layout import IGNORE, bistream_layout, fits_bistream, plain_layout
-from tts.token_lm.model import TokenLMConfig
+from tts.token_lm.model import SPEAKER_ENCODERS, TokenLMConfig
 from tts.trainers.config import TTSRunConfig, check_manifest, check_transformer
-from tts.trainers.data import batch_stream, check_speakers, speaker_of, training_corpus
+from tts.trainers.data import batch_stream, check_speakers, corpus_stats, speaker_of, training_corpus
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 
 KIND = "token-lm"
@@ -81,16 +88,20 @@ class TokenLMTrainConfig(TTSRunConfig):
     lora_rank: int = 0  # backbone: > 0 trains LoRA adapters of this rank (peft) instead of the whole backbone
     lora_alpha: int = 16  # backbone: LoRA scale numerator
     gradient_checkpointing: bool = False  # backbone: recompute activations in the backward pass (less memory)
+    # learnable speaker encoder (MiniMax-Speech)
+    speaker_encoder: str = "none"  # none | learnable: a reference clip's latents -> the first position, trained jointly
+    speaker_layers: int = 2  # learnable speaker encoder: transformer blocks
+    reference_frames: int = 64  # learnable speaker encoder: reference crops of at most this many latent frames
 
 
-def model_config(cfg: TokenLMTrainConfig, text_vocab: int, codebook: int) -> dict[str, Any]:
+def model_config(cfg: TokenLMTrainConfig, text_vocab: int, codebook: int, latent_dim: int = 80) -> dict[str, Any]:
     if cfg.backbone:
         fields = {k: getattr(cfg, k) for k in BackboneLMConfig.__dataclass_fields__ if hasattr(cfg, k)}
         fields.update(backbone=BACKBONE_DIR, text_vocab=text_vocab, codebook_size=codebook,
-                      text_llm=TEXT_LLM_DIR if cfg.text_llm else "")
+                      text_llm=TEXT_LLM_DIR if cfg.text_llm else "", latent_dim=latent_dim)
         return asdict(BackboneLMConfig(**fields))
     fields = {k: getattr(cfg, k) for k in TokenLMConfig.__dataclass_fields__ if hasattr(cfg, k)}
-    fields.update(text_vocab=text_vocab, codebook_size=codebook)
+    fields.update(text_vocab=text_vocab, codebook_size=codebook, latent_dim=latent_dim)
     return asdict(TokenLMConfig(**fields))
 
 
@@ -134,8 +145,11 @@ def prepare_run(cfg: TokenLMTrainConfig, log) -> None:
                               f"lower --speech-chunk or raise --text-chunk")
         info["bistream_fit"] = fit / len(rows)
         log(f"bistream: {fit} of {len(rows)} utterances fit the {cfg.text_chunk}:{cfg.speech_chunk} layout")
-    save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook),
-                   None if cfg.backbone else frontend, None, info)
+    stats = corpus_stats(corpus, "auto") if cfg.speaker_encoder == "learnable" else None  # the references' scale
+    if stats is not None:
+        info["latent_dim"] = corpus.latent_dim
+    save_run_files(out, KIND, model_config(cfg, frontend.vocab_size, codebook, info.get("latent_dim", 80)),
+                   None if cfg.backbone else frontend, stats, info)
     log(f"{len(rows)} utterances, {sum(counts)} speech tokens at "
         f"{tokens.token_rate:g}/s, codebook {codebook}, text vocabulary {frontend.vocab_size} "
         f"({cfg.backbone + ' tokenizer' if cfg.backbone else cfg.text_frontend}), "
@@ -167,9 +181,11 @@ class LayoutItems:
     the window's seeded ``rng`` (so a resumed run draws the same)."""
 
     def __init__(self, frontend: TextFrontend | BackboneTokenizer, cfg: TokenLMConfig | BackboneLMConfig, max_tokens: int, bistream_prob: float,
-                 source: Path):
+                 source: Path, stats: LatentStats | None = None):
         self.frontend, self.cfg, self.vocab, self.max_tokens, self.source = frontend, cfg, cfg.vocab, max_tokens, source
         self.bistream_prob = bistream_prob if cfg.bistream else 0.0
+        self.stats = stats  # learnable speaker encoder: references are normalised latents
+        self.references = ReferencePool(cfg.reference_frames) if cfg.speaker_encoder == "learnable" else None
 
     def __call__(self, row: dict[str, Any], rng: random.Random) -> dict[str, torch.Tensor] | None:
         if row.get("tokens") is None:
@@ -193,6 +209,11 @@ class LayoutItems:
                 "is_text": torch.tensor(lay.is_text)}
         if self.cfg.speaker_dim:
             item["speaker"] = speaker_of(row, self.cfg.speaker_dim, self.source)
+        if self.references is not None:
+            latent = self.stats.normalize(torch.from_numpy(row["latent"]).T.float())
+            speaker = row.get("speaker")
+            item["reference"] = self.references.reference(str(row["id"]), None if speaker in (None, "") else str(speaker),
+                                                          latent, rng)
         return item
 
 
@@ -208,6 +229,8 @@ def collate_layouts(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     batch = {"inputs": inputs.long(), "targets": targets.long(), "valid": valid, "is_text": is_text.bool()}
     if "speaker" in items[0]:
         batch["speaker"] = torch.stack([it["speaker"] for it in items])
+    if "reference" in items[0]:
+        batch["reference"], batch["reference_mask"] = pad_sequences([it["reference"] for it in items])
     return batch
 
 
@@ -230,6 +253,12 @@ class TokenLMTrainer(ModelTrainer):
             raise ConfigError("--layers, --text-chunk and --speech-chunk must be at least 1")
         if cfg.speaker_dim < 0 or cfg.codebook_size < 0 or cfg.max_tokens < 1:
             raise ConfigError("--speaker-dim and --codebook-size must be >= 0, --max-tokens >= 1")
+        if cfg.speaker_encoder not in SPEAKER_ENCODERS:
+            raise ConfigError(f"--speaker-encoder: none or learnable, got {cfg.speaker_encoder!r}")
+        if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
+            raise ConfigError("--speaker-encoder learnable replaces --speaker-dim (a fixed embedding): give one of them")
+        if cfg.speaker_layers < 1 or cfg.reference_frames < 1:
+            raise ConfigError("--speaker-layers and --reference-frames must be at least 1")
         for name in ("cond_drop", "bistream_prob"):
             if not 0 <= getattr(cfg, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
@@ -255,7 +284,8 @@ class TokenLMTrainer(ModelTrainer):
         info = self.run_files(run, prepare_run)
         if not self.cfg.backbone:
             self.frontend = TextFrontend.load(out / "vocab.json")
-            self.setup(run, KIND, model_config(self.cfg, self.frontend.vocab_size, info["codebook_size"]))
+            self.setup(run, KIND, model_config(self.cfg, self.frontend.vocab_size, info["codebook_size"],
+                                               info.get("latent_dim", 80)))
             return
         text_vocab = json.loads((out / "model.json").read_text())["config"]["text_vocab"]
         try:
@@ -263,7 +293,8 @@ class TokenLMTrainer(ModelTrainer):
         except BackboneError as e:
             raise ConfigError(str(e)) from None
         # a first start loads the pretrained weights; a restart rebuilds from RUN/backbone and its checkpoint
-        self.setup(run, KIND, model_config(self.cfg, text_vocab, info["codebook_size"]), root=out,
+        self.setup(run, KIND, model_config(self.cfg, text_vocab, info["codebook_size"], info.get("latent_dim", 80)),
+                   root=out,
                    weights=self.cfg.backbone if fresh else None,
                    text_llm_weights=self.cfg.text_llm if fresh and self.cfg.text_llm else None)
 
@@ -275,8 +306,11 @@ class TokenLMTrainer(ModelTrainer):
         cfg = self.cfg
         corpus = training_corpus(cfg, run.log)
         check_speakers(corpus, cfg.speaker_dim)
-        items = LayoutItems(self.frontend, self.model.cfg, cfg.max_tokens, cfg.bistream_prob, corpus.path)
-        columns = ["text", "tokens", *(["speaker_embedding"] if cfg.speaker_dim else [])]
+        learnable = cfg.speaker_encoder == "learnable"
+        stats = LatentStats.load(Path(cfg.output_dir) / "stats.json") if learnable else None
+        items = LayoutItems(self.frontend, self.model.cfg, cfg.max_tokens, cfg.bistream_prob, corpus.path, stats)
+        columns = ["text", "tokens", *(["speaker_embedding"] if cfg.speaker_dim else []),
+                   *(["latent", "speaker"] if learnable else [])]
         if cfg.backbone:
             self.user_errors = (*self.user_errors, BackboneError)
         return batch_stream(cfg, run, corpus, items, collate_layouts, layout_length, columns)

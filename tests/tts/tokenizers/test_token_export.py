@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from dcae.cli import tokens as tokens_cli
 from dcae.cli.export import export_command
 from dcae.corpus import LatentManifestDataset, StorePart, collate_latents, load_tokens
 from tests.conftest import REPO, TINY_CONFIG
+from tests.kill import sigkill_when
 from tts.tokenizers import FSQTokenizer, fsq_preset, load_fsq_tokenizer, save_fsq_tokenizer
 from tts.tokenizers.token_export import TOKEN_KEYS, export_tokens
 
@@ -202,14 +201,8 @@ def test_sigkill_midway_then_rerun(exported, fsq_run, tmp_path):
     cmd = [sys.executable, "-m", "dcae.cli", "tokens", "--tokenizer", str(fsq_run), "--batch-size", "2",
            "--num-workers", "0", "--manifest"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + [str(killed / "manifest.jsonl")], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(killed.glob("tokens/*/*.safetensors"))) < 10:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when(cmd + [str(killed / "manifest.jsonl")], REPO, ENV,
+                 lambda: len(list(killed.glob("tokens/*/*.safetensors"))) >= 10)
     assert not any("token_path" in r for r in rows_of(killed / "manifest.jsonl"))
     done = subprocess.run(cmd + [str(killed / "manifest.jsonl")], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
