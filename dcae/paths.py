@@ -1,16 +1,28 @@
 """Which files the commands take and where their outputs go: the audio file extensions
 (:data:`AUDIO_EXTENSIONS`, the one list), input folders mirrored under an output folder
 (:func:`collect_jobs`; broken symbolic links are listed, for the caller to name), and outputs that two inputs would share (:func:`colliding_outputs`), which
-every command refuses before writing anything. Light to import (no torch)."""
+every command refuses before writing anything; a file name for any key (:func:`safe_stem`). Light to
+import (no torch)."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
 # audio files the commands pick up in folders, filelists scans and shards (decoded by FFmpeg or libsndfile)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc", ".alac", ".wma",
                     ".webm", ".mp4")
+
+
+def safe_stem(key: str) -> str:
+    """A file name stem for ``key`` (an utterance or speaker id): the key itself when it is letters,
+    digits, ``.``, ``_``, ``-`` (at most 120), else those characters of it (80 at most) and a hash of the
+    whole key, so two keys never share a stem."""
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,120}", key):
+        return key
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', key)[:80]}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:10]}"
 
 
 def is_broken_link(path: Path) -> bool:

@@ -179,20 +179,18 @@ def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EX
                   log)
     valid = sorted(r.path for r in result.valid)
     train, val = split_train_val(valid, val_fraction, seed)
-    roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()),
-                   key=lambda r: len(r.parts), reverse=True)  # the deepest root that holds a file names its speaker
-
-    def entries(files: list[Path]) -> list[FilelistEntry]:
-        return [FilelistEntry(f, speaker=folder_speaker(f, roots) if speaker_from_folder else None) for f in files]
-
-    write_filelist(out, entries(train))
+    speaker: dict[Path, str | None] = {}
+    if speaker_from_folder:
+        roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()),
+                       key=lambda r: len(r.parts), reverse=True)  # the deepest root that holds a file names its speaker
+        speaker = {f: folder_speaker(f, roots) for f in valid}
+    write_filelist(out, [FilelistEntry(f, speaker=speaker.get(f)) for f in train])
     if val_fraction > 0:
         val_out = Path(val_out) if val_out else default_val_path(out)
-        write_filelist(val_out, entries(val))
+        write_filelist(val_out, [FilelistEntry(f, speaker=speaker.get(f)) for f in val])
     if speaker_from_folder:
-        speakers = {folder_speaker(f, roots) for f in valid}
-        unnamed = sum(1 for f in valid if folder_speaker(f, roots) is None)
-        log(f"{len(speakers - {None})} speakers from the folder layout"
+        unnamed = sum(1 for name in speaker.values() if name is None)
+        log(f"{len(set(speaker.values()) - {None})} speakers from the folder layout"
             + (f"; {unnamed} files directly in an input folder have none" if unnamed else ""))
     partial_path.unlink(missing_ok=True)
     log(f"{len(result.valid)} valid ({result.hours:.2f} h = {result.hours * 3600:.0f} s), {len(result.corrupt)} "

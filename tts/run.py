@@ -145,8 +145,8 @@ def load_run(directory: str | Path, device: str | torch.device = "cpu", step: in
             frontend = BackboneTokenizer.load(directory / spec["config"]["backbone"], spec["config"]["text_vocab"])
         else:
             frontend = TextFrontend.load(directory / "vocab.json") if kind in TEXT_KINDS + LM_KINDS else None
-        lm_stats = kind in LM_KINDS and (directory / "stats.json").is_file()  # a token LM with a learnable speaker encoder
-        stats = None if kind in LM_KINDS and not lm_stats else LatentStats.load(directory / "stats.json")
+        stats_file = directory / "stats.json"  # a token LM has one only with a learnable speaker encoder
+        stats = LatentStats.load(stats_file) if kind not in LM_KINDS or stats_file.is_file() else None
     except (FrontendError, ManifestError, ValueError) as e:
         raise RunError(str(e)) from None
     try:

@@ -31,8 +31,9 @@ import torch
 
 from dcae.audio import load_checked_audio
 from tts.run import RunError, TTSRun, load_run
+from tts.speakers.reference import reference_from_audio
 from tts.synthesis import NoFrameError, SynthesisError, gather_audio, read_token_file
-from tts.token_flow.inputs import frames_for, reference_from_audio
+from tts.token_flow.inputs import frames_for
 from tts.token_flow.streaming import stream_audio, stream_latents
 from tts.token_flow.synthesis import synthesize_tokens
 from tts.token_lm.sampling import SamplingSettings
@@ -238,7 +239,7 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
         raise SynthesisError("--stream, --prompt-audio and --prompt-latent need --flow FLOW_RUN")
     if speaker_audio is not None and speaker_latent is not None:
         raise SynthesisError("give --speaker-audio or --speaker-latent, not both")
-    lm_learns = getattr(lm.model, "speaker_encoder", None) is not None
+    lm_learns = lm.model.speaker_encoder is not None
     wants_reference = speaker_audio is not None or speaker_latent is not None
     if wants_reference and args.flow is None and not lm_learns:
         raise SynthesisError(f"{lm.directory}: --speaker-audio/--speaker-latent need a run trained with "

@@ -68,8 +68,10 @@ APPLIES: list[tuple[tuple[str, ...], Callable[[_Asked], bool], str]] = [
     (("tokenizer_spec",), lambda a: a.prompt_audio, "with --prompt-audio only: it makes the prompt audio's tokens"),
     (("ae_model", "ae_config", "vocoder", "precision"), lambda a: a.audio or a.prompt_audio or a.speaker_audio,
      "with -o (or --prompt-audio, --speaker-audio) only: they load the DC-AE"),
-    (("speaker_audio", "speaker_latent", "speaker_embedding"), lambda a: a.kind in ("token-flow", "token-lm"),
+    (("speaker_audio", "speaker_latent"), lambda a: a.kind in ("token-flow", "token-lm"),
      "to token-flow and token-lm runs (or a token-lm run's --flow) trained with --speaker-encoder learnable only"),
+    (("speaker_embedding",), lambda a: a.kind in ("token-flow", "token-lm"),
+     "to token-flow and token-lm runs (or a token-lm run's --flow) trained with --speaker-dim only"),
 ]
 
 
@@ -161,8 +163,8 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     from dcae.corpus.speaker_file import load_speaker_embedding
     from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
     from tts.run import RunError, load_run
+    from tts.speakers.reference import reference_from_audio
     from tts.synthesis import SynthesisError
-    from tts.token_flow.inputs import reference_from_audio
     from tts.token_flow.synthesis import speak_token_file
     from tts.token_lm.synthesis import save_token_output
     from tts.two_stage import LMOptions, speak_text

@@ -23,8 +23,8 @@ from dcae.corpus.latent_file import LatentFileError, load_latent
 from dcae.corpus.manifest import ManifestError, read_manifest
 from dcae.corpus.shard_work import ShardWriting
 from dcae.corpus.shards import DEFAULT_SHARD_MB, ShardError, ShardRow, index_shards, read_ids, read_rows
-from dcae.corpus.speaker_file import SPEAKER_KEY, load_speaker_embedding, speaker_relpath
-from dcae.corpus.tensor_file import TensorFileError, write_tensor
+from dcae.corpus.speaker_file import load_speaker_embedding, save_speaker_embedding, speaker_relpath
+from dcae.corpus.tensor_file import TensorFileError
 from dcae.corpus.token_file import TokenFileError, load_tokens, save_tokens, token_relpath
 from dcae.latent_export import LatentFiles
 
@@ -148,8 +148,8 @@ class UnpackWork(LatentFiles):
                 outcome.row["speaker"] = row["speaker"]
             if row.get("speaker_embedding") is not None:
                 try:
-                    write_tensor(self.root / speaker_relpath(item.uid), SPEAKER_KEY,
-                                 torch.from_numpy(np.asarray(row["speaker_embedding"], np.float32)), {})
+                    save_speaker_embedding(self.root / speaker_relpath(item.uid),
+                                           torch.from_numpy(np.asarray(row["speaker_embedding"], np.float32)))
                 except TensorFileError as e:
                     outcome = Outcome(item, error=str(e))
                     outcomes.append(outcome)

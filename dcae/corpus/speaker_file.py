@@ -9,7 +9,7 @@ import torch
 
 from dcae.corpus.manifest import ManifestError
 from dcae.corpus.tensor_file import TensorFileError, read_tensor, write_tensor
-from dcae.corpus.token_file import token_relpath
+from dcae.paths import safe_stem
 
 SPEAKER_KEY = "embedding"
 SPEAKERS_DIR = "speakers"  # an export folder's speaker embeddings: speakers/<ab>/<id>.safetensors
@@ -18,7 +18,7 @@ SPEAKERS_DIR = "speakers"  # an export folder's speaker embeddings: speakers/<ab
 def speaker_relpath(uid: str) -> str:
     """Where an utterance's speaker embedding lives, relative to the export folder (beside its latent and tokens)."""
     digest = hashlib.sha1(uid.encode("utf-8")).hexdigest()
-    return f"{SPEAKERS_DIR}/{digest[:2]}/{Path(token_relpath(uid)).name}"
+    return f"{SPEAKERS_DIR}/{digest[:2]}/{safe_stem(uid)}.safetensors"
 
 
 def save_speaker_embedding(path: str | Path, embedding: torch.Tensor, metadata: dict[str, str] | None = None) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from dcae.corpus.tensor_file import TensorFileError, read_tensor, write_tensor
+from dcae.paths import safe_stem
 
 TOKENS_KEY = "tokens"
 RATE_KEY = "token_rate"
@@ -90,5 +90,4 @@ def load_tokens(path: str | Path) -> tuple[torch.Tensor, TokenMeta]:
 def token_relpath(uid: str) -> str:
     """Where an utterance's token file lives, relative to the export folder (sharded by a hash of the id)."""
     digest = hashlib.sha1(uid.encode("utf-8")).hexdigest()
-    name = uid if re.fullmatch(r"[A-Za-z0-9._-]{1,120}", uid) else f"{re.sub(r'[^A-Za-z0-9._-]+', '_', uid)[:80]}-{digest[:10]}"
-    return f"{TOKENS_DIR}/{digest[:2]}/{name}.safetensors"
+    return f"{TOKENS_DIR}/{digest[:2]}/{safe_stem(uid)}.safetensors"

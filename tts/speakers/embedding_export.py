@@ -25,7 +25,6 @@ metadata) and embeds only the rest. Rows that fail keep everything else and get 
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +43,7 @@ from dcae.corpus.shard_work import ShardColumns, shard_items
 from dcae.corpus.shards import ShardInfo, index_shards, replace_columns
 from dcae.corpus.speaker_file import SPEAKERS_DIR, read_speaker_file, save_speaker_embedding, speaker_relpath
 from dcae.corpus.store import part_failures, part_rows
+from dcae.paths import safe_stem
 from tts.speakers.verification import SpeakerVerifier
 
 SETTINGS_FILE = "speakers.json"
@@ -53,15 +53,6 @@ BY_SPEAKER = "by_speaker"
 
 class SpeakerExportError(JobError):
     """A speaker-embedding export that cannot start (the message is one line for the user)."""
-
-
-def speaker_file_name(speaker: str) -> str:
-    """A speaker id as a file name (ids with other characters get a readable, unique name)."""
-    if re.fullmatch(r"[A-Za-z0-9._-]{1,120}", speaker) and speaker not in (".", ".."):
-        return speaker
-    import hashlib
-
-    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', speaker)[:80]}-{hashlib.sha1(speaker.encode()).hexdigest()[:10]}"
 
 
 def write_speaker_means(root: Path, rows: list[tuple[str | None, torch.Tensor]], meta: dict[str, str]
@@ -77,7 +68,7 @@ def write_speaker_means(root: Path, rows: list[tuple[str | None, torch.Tensor]],
         counts[speaker] += 1
     index = {}
     for speaker in sorted(sums):
-        rel = f"{SPEAKERS_DIR}/{BY_SPEAKER}/{speaker_file_name(speaker)}.safetensors"
+        rel = f"{SPEAKERS_DIR}/{BY_SPEAKER}/{safe_stem(speaker)}.safetensors"
         save_speaker_embedding(root / rel, (sums[speaker] / counts[speaker]).float(),
                                {**meta, "utterances": str(counts[speaker])})
         index[speaker] = {"path": rel, "utterances": counts[speaker]}

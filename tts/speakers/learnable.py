@@ -9,7 +9,9 @@ attention pooling (a learned query attends over the frames, padding masked) and 
     vector = encoder(reference, mask)        # reference (B, R, D), mask (B, R) bool -> (B, width)
 
 In training the reference is a crop of another utterance of the same speaker
-(:class:`ReferencePool`), so the encoder cannot pass the utterance's own content through.
+(:class:`ReferencePool`), so the encoder cannot pass the utterance's own content through. A model
+conditioned on a speaker vector (the token flow, the token LMs) holds the encoder or a fixed
+embedding's projection through :class:`SpeakerConditioning`.
 Shapes: B batch, R reference frames, D latent dim, C width.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch
 from torch import nn
 
 from tts.layers import Block, rope_angles
+
+SPEAKER_ENCODERS = ("none", "learnable")
 
 
 class SpeakerEncoder(nn.Module):
@@ -47,6 +51,39 @@ class SpeakerEncoder(nn.Module):
         return self.out((weights[..., None] * x).sum(1))
 
 
+class SpeakerConditioning:
+    """A mixin for an ``nn.Module`` conditioned on a speaker vector: ``self.speaker_encoder`` (the
+    learnable encoder, or None) and ``self.speaker`` (the projection of the vector to the model's
+    width, or None), built by :meth:`_speaker_modules` from a config's ``speaker_encoder``,
+    ``speaker_dim``, ``speaker_layers`` and ``latent_dim``."""
+
+    def _speaker_modules(self, cfg, width: int, heads: int) -> None:
+        """A fixed embedding of ``cfg.speaker_dim`` values, or the learnable encoder (width-sized vectors)."""
+        if cfg.speaker_encoder not in SPEAKER_ENCODERS:
+            raise ValueError(f"speaker encoder {cfg.speaker_encoder!r}: none or learnable")
+        learnable = cfg.speaker_encoder == "learnable"
+        if learnable and cfg.speaker_dim:
+            raise ValueError("a learnable speaker encoder replaces the fixed speaker embedding (speaker_dim 0)")
+        self.speaker_encoder = SpeakerEncoder(cfg.latent_dim, width, cfg.speaker_layers, heads) if learnable else None
+        size = width if learnable else cfg.speaker_dim
+        self.speaker = nn.Linear(size, width) if size else None
+
+    @property
+    def speaker_size(self) -> int:
+        """Size of the speaker vector the model is conditioned on (the learnable encoder's: the width)."""
+        return 0 if self.speaker is None else self.speaker.in_features
+
+    def encode_speaker(self, reference: torch.Tensor) -> torch.Tensor:
+        """Learnable encoder: a reference's normalised latents (R, D) -> the speaker vector (width,)."""
+        if self.speaker_encoder is None:
+            raise ValueError("this model has no learnable speaker encoder")
+        device = self.speaker.weight.device
+        reference = reference.to(device).float()[None]
+        mask = torch.ones(reference.shape[:2], dtype=torch.bool, device=device)
+        with torch.no_grad():
+            return self.speaker_encoder(reference, mask)[0]
+
+
 class ReferencePool:
     """Crops of the utterances seen so far, per speaker: the training reference of a row is a crop of
     another utterance of its speaker seen earlier in the stream (a crop of itself for the first one of
@@ -63,6 +100,11 @@ class ReferencePool:
             return latent
         start = rng.randrange(latent.shape[0] - self.frames + 1)
         return latent[start: start + self.frames]
+
+    def for_row(self, row: dict, latent: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        """:meth:`reference` for a corpus row (its ``id`` and ``speaker``, an empty id counting as none)."""
+        speaker = row.get("speaker")
+        return self.reference(str(row["id"]), None if speaker in (None, "") else str(speaker), latent, rng)
 
     def reference(self, uid: str, speaker: str | None, latent: torch.Tensor, rng: random.Random) -> torch.Tensor:
         """The reference (R, D) for utterance ``uid`` of ``speaker``; its own crop joins the pool."""

@@ -53,21 +53,19 @@ class ResemblyzerVerifier(SpeakerVerifier):
     sample_rate, dim = 16000, 256
 
     def __init__(self):
-        enc = resemblyzer_encoder
-        reason = enc.encoder_available()
+        reason = resemblyzer_encoder.encoder_available()
         if reason is not None:
             raise VerifierError(reason)
-        self._enc = enc
-        self.name = enc.encoder_description()
+        self.name = resemblyzer_encoder.encoder_description()
         h = hashlib.sha256(b"resemblyzer")
-        for key, value in sorted(enc.speaker_encoder().state_dict().items()):
+        for key, value in sorted(resemblyzer_encoder.speaker_encoder().state_dict().items()):
             h.update(key.encode())
             h.update(value.detach().float().cpu().numpy().tobytes())
         self.fingerprint = h.hexdigest()[:16]
 
     def embed(self, audio: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self._enc.speaker_embedding(audio.float().cpu().numpy(), self.sample_rate),
-                                           dtype=np.float32))
+        embedding = resemblyzer_encoder.speaker_embedding(audio.float().cpu().numpy(), self.sample_rate)
+        return torch.from_numpy(np.asarray(embedding, dtype=np.float32))
 
 
 class OnnxVerifier(SpeakerVerifier):
@@ -97,6 +95,10 @@ class OnnxVerifier(SpeakerVerifier):
                                 f"{[(i.name, i.shape) for i in inputs]}")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.knf = knf
+        self.fbank_options = knf.FbankOptions()  # Kaldi's defaults (25 ms / 10 ms, Povey window), as CosyVoice's
+        self.fbank_options.frame_opts.samp_freq = ONNX_RATE
+        self.fbank_options.frame_opts.dither = 0.0
+        self.fbank_options.mel_opts.num_bins = FBANK_BINS
         self.path = path
         self.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         probe = self.embed(torch.zeros(ONNX_RATE))  # the output width, and a model that runs at all
@@ -105,11 +107,7 @@ class OnnxVerifier(SpeakerVerifier):
 
     def fbank(self, audio: torch.Tensor) -> np.ndarray:
         """(samples,) at 16 kHz -> (frames, 80) Kaldi log-mel filterbanks, mean-normalised over time."""
-        opts = self.knf.FbankOptions()
-        opts.frame_opts.samp_freq = ONNX_RATE
-        opts.frame_opts.dither = 0.0
-        opts.mel_opts.num_bins = FBANK_BINS
-        computer = self.knf.OnlineFbank(opts)
+        computer = self.knf.OnlineFbank(self.fbank_options)
         computer.accept_waveform(ONNX_RATE, audio.float().cpu().numpy().tolist())
         computer.input_finished()
         if computer.num_frames_ready == 0:

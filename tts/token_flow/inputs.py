@@ -1,7 +1,7 @@
 """What a token-flow run accepts (:func:`tts.run.load_run`): token ids in its range, enough tokens for
 one latent frame, a token file at its token rate, a voice prompt (latent + its tokens) at the
-corpus's tokens per frame, a speaker embedding of its size or a speaker reference (audio or latent)
-for a learnable speaker encoder. Each check raises a one-line
+corpus's tokens per frame (speaker embeddings and references: :mod:`tts.speakers.reference`).
+Each check raises a one-line
 :class:`~tts.synthesis.SynthesisError`; offline synthesis (:mod:`tts.token_flow.synthesis`) and
 streaming (:mod:`tts.token_flow.streaming`) both use them.
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from tts.run import TTSRun
-from tts.speakers.reference import reference_from_audio, speaker_vector  # noqa: F401  (used here and by importers)
 from tts.synthesis import NoFrameError, SynthesisError, read_token_file
 
 

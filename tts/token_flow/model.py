@@ -36,7 +36,7 @@ from torch import nn
 
 from tts import flow_matching as fm
 from tts.layers import AdaLNOutput, BackboneConfig, Block, LayerCache, TimeEmbedding, rope_angles
-from tts.speakers.learnable import SpeakerEncoder
+from tts.speakers.learnable import SpeakerConditioning
 from tts.token_flow.chunk_attention import FULL_CONTEXT, frame_mask, sample_chunks
 from tts.token_flow.encoder import TokenEncoder
 from tts.token_flow.frame_noise import frame_noise
@@ -68,7 +68,7 @@ def _guidance_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return t if rows == 1 else torch.cat([t, torch.zeros_like(t)])
 
 
-class TokenFlowModel(nn.Module):
+class TokenFlowModel(SpeakerConditioning, nn.Module):
     def __init__(self, cfg: TokenFlowConfig):
         super().__init__()
         self.cfg = cfg
@@ -82,13 +82,7 @@ class TokenFlowModel(nn.Module):
         self.time = TimeEmbedding(w, scale=cfg.time_scale)
         self.mode = nn.Embedding(2, w)  # attention mode: 0 full context, 1 chunked
         self.interval = TimeEmbedding(w, scale=cfg.time_scale) if cfg.meanflow else None
-        if cfg.speaker_encoder not in ("none", "learnable"):
-            raise ValueError(f"speaker encoder {cfg.speaker_encoder!r}: none or learnable")
-        if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
-            raise ValueError("a learnable speaker encoder replaces the fixed speaker embedding (speaker_dim 0)")
-        self.speaker_encoder = (SpeakerEncoder(cfg.latent_dim, w, cfg.speaker_layers, cfg.heads)
-                                if cfg.speaker_encoder == "learnable" else None)
-        self.speaker = nn.Linear(self.speaker_size, w) if self.speaker_size > 0 else None
+        self._speaker_modules(cfg, w, cfg.heads)
         self.blocks = nn.ModuleList(Block(w, cfg.heads, cfg.ff_mult, cfg.dropout, adaptive=True)
                                     for _ in range(cfg.layers))
         self.out = AdaLNOutput(w, cfg.latent_dim)
@@ -96,20 +90,6 @@ class TokenFlowModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.frame_in.weight.device
-
-    @property
-    def speaker_size(self) -> int:
-        """Size of the speaker vector the model is conditioned on (the learnable encoder's: the width)."""
-        return self.cfg.width if self.cfg.speaker_encoder == "learnable" else self.cfg.speaker_dim
-
-    def encode_speaker(self, reference: torch.Tensor) -> torch.Tensor:
-        """Learnable encoder: a reference's normalised latents (R, D) -> the speaker vector (width,)."""
-        if self.speaker_encoder is None:
-            raise ValueError("this model has no learnable speaker encoder")
-        reference = reference.to(self.device).float()[None]
-        mask = torch.ones(reference.shape[:2], dtype=torch.bool, device=self.device)
-        with torch.no_grad():
-            return self.speaker_encoder(reference, mask)[0]
 
     def num_frames(self, num_tokens: int) -> int:
         """Frames for ``num_tokens`` new tokens: round(num_tokens / token_rate * frame_rate)."""

@@ -40,10 +40,11 @@ import torch
 from tts import flow_matching as fm
 from tts.layers import LayerCache
 from tts.run import TTSRun
+from tts.speakers.reference import speaker_vector
 from tts.synthesis import DEFAULT_CFG, DEFAULT_STEPS, SynthesisError
 from tts.token_flow import DEFAULT_CHUNK_FRAMES
 from tts.token_flow.frame_noise import frame_noise
-from tts.token_flow.inputs import check_tokens, frames_for, speaker_vector, token_prompt
+from tts.token_flow.inputs import check_tokens, frames_for, token_prompt
 from tts.token_flow.length_regulator import frame_spans
 from tts.token_flow.model import TokenFlowModel, _Condition, _guidance_rows, integrate
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from tts.run import TTSRun
+from tts.speakers.reference import speaker_vector
 from tts.synthesis import DEFAULT_CFG, DEFAULT_STEPS, SynthesisError, gather_audio, read_token_file
 from tts.token_flow import DEFAULT_CHUNK_FRAMES
-from tts.token_flow.inputs import check_tokens, frames_for, load_token_file, speaker_vector, token_prompt
+from tts.token_flow.inputs import check_tokens, frames_for, load_token_file, token_prompt
 from tts.token_flow.streaming import stream_audio, stream_latents
 
 

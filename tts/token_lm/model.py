@@ -26,10 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tts.layers import Block, LayerCache, rope_angles
-from tts.speakers.learnable import SpeakerEncoder
+from tts.speakers.learnable import SpeakerConditioning
 from tts.token_lm.layout import IGNORE, Vocab
-
-SPEAKER_ENCODERS = ("none", "learnable")
 
 
 @dataclass
@@ -56,36 +54,9 @@ class TokenLMConfig:
         return Vocab(self.text_vocab, self.codebook_size)
 
 
-class SpeakerPosition:
+class SpeakerPosition(SpeakerConditioning):
     """What the token LMs (:class:`TokenLM`, :class:`tts.token_lm.backbone.BackboneTokenLM`) share around
-    their optional speaker vector, one extra first position: ``self.speaker`` (its projection, or None)
-    and ``self.speaker_encoder`` (the learnable encoder, or None), built by :meth:`_speaker_modules`."""
-
-    def _speaker_modules(self, cfg, width: int, heads: int) -> None:
-        """A fixed embedding of ``cfg.speaker_dim`` values, or the learnable encoder (width-sized vectors)."""
-        if cfg.speaker_encoder not in SPEAKER_ENCODERS:
-            raise ValueError(f"speaker encoder {cfg.speaker_encoder!r}: none or learnable")
-        learnable = cfg.speaker_encoder == "learnable"
-        if learnable and cfg.speaker_dim:
-            raise ValueError("a learnable speaker encoder replaces the fixed speaker embedding (speaker_dim 0)")
-        self.speaker_encoder = SpeakerEncoder(cfg.latent_dim, width, cfg.speaker_layers, heads) if learnable else None
-        size = width if learnable else cfg.speaker_dim
-        self.speaker = nn.Linear(size, width) if size else None
-
-    @property
-    def speaker_size(self) -> int:
-        """Size of the speaker vector the model is conditioned on (the learnable encoder's: the width)."""
-        return 0 if self.speaker is None else self.speaker.in_features
-
-    def encode_speaker(self, reference: torch.Tensor) -> torch.Tensor:
-        """Learnable encoder: a reference's normalised latents (R, D) -> the speaker vector (width,)."""
-        if self.speaker_encoder is None:
-            raise ValueError("this model has no learnable speaker encoder")
-        param = self.speaker.weight
-        reference = reference.to(param.device).float()[None]
-        mask = torch.ones(reference.shape[:2], dtype=torch.bool, device=param.device)
-        with torch.no_grad():
-            return self.speaker_encoder(reference, mask)[0]
+    their optional speaker vector, one extra first position (the modules: :class:`SpeakerConditioning`)."""
 
     def _speaker_vector(self, speaker: torch.Tensor | None, reference: torch.Tensor | None,
                         reference_mask: torch.Tensor | None, hide: torch.Tensor) -> torch.Tensor | None:

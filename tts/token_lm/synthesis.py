@@ -72,10 +72,8 @@ def generation_options(run: TTSRun, prompt_text: str | None = None, prompt_token
             raise SynthesisError(f"prompt tokens: id {bad[0]} out of range (the run has {cfg.codebook_size} codes)")
         if not prompt:
             raise SynthesisError("prompt tokens: none given")
-    if speaker_reference is not None:
-        speaker = speaker_vector(run, None, speaker_reference)
-    elif getattr(run.model, "speaker_encoder", None) is not None:
-        speaker = None
+    if speaker_reference is not None or run.model.speaker_encoder is not None:
+        speaker = speaker_vector(run, None, speaker_reference)  # no reference: None, the zero vector
     elif speaker is not None or cfg.speaker_dim:
         if cfg.speaker_dim == 0:
             speaker = None

@@ -9,6 +9,7 @@ from typing import ClassVar
 from dcae.errors import ConfigError
 from dcae.training import RunConfig
 from tts.flow_matching import check_time_schedule
+from tts.speakers.learnable import SPEAKER_ENCODERS
 
 
 @dataclass
@@ -42,6 +43,17 @@ def check_flow_schedule(cfg) -> None:
         check_time_schedule(cfg.time_schedule)
     except ValueError as e:
         raise ConfigError(f"--time-schedule: {e}") from None
+
+
+def check_speaker_options(cfg) -> None:
+    """``--speaker-encoder`` (none | learnable, not with ``--speaker-dim``), ``--speaker-layers``,
+    ``--reference-frames`` (token flow and token LM)."""
+    if cfg.speaker_encoder not in SPEAKER_ENCODERS:
+        raise ConfigError(f"--speaker-encoder: none or learnable, got {cfg.speaker_encoder!r}")
+    if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
+        raise ConfigError("--speaker-encoder learnable replaces --speaker-dim (a fixed embedding): give one of them")
+    if cfg.speaker_layers < 1 or cfg.reference_frames < 1:
+        raise ConfigError("--speaker-layers and --reference-frames must be at least 1")
 
 
 def check_manifest(cfg) -> None:

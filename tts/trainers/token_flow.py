@@ -33,7 +33,13 @@ from tts.run import save_run_files
 from tts.speakers.learnable import ReferencePool
 from tts.token_flow.length_regulator import frames_for_tokens
 from tts.token_flow.model import TokenFlowConfig
-from tts.trainers.config import TTSRunConfig, check_flow_schedule, check_manifest, check_transformer
+from tts.trainers.config import (
+    TTSRunConfig,
+    check_flow_schedule,
+    check_manifest,
+    check_speaker_options,
+    check_transformer,
+)
 from tts.trainers.data import batch_stream, check_speakers, corpus_stats, speaker_of, training_corpus
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 
@@ -104,9 +110,7 @@ class TokenLatentItems:
         if self.speaker_dim:
             out["speaker"] = speaker_of(row, self.speaker_dim, self.source)
         if self.references is not None:
-            speaker = row.get("speaker")
-            out["reference"] = self.references.reference(str(row["id"]), None if speaker in (None, "") else str(speaker),
-                                                         out["latent"], rng)
+            out["reference"] = self.references.for_row(row, out["latent"], rng)
         return out
 
 
@@ -187,12 +191,7 @@ class TokenFlowTrainer(ModelTrainer):
                 raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(cfg, name)}")
         if cfg.lookahead < 0 or cfg.speaker_dim < 0 or cfg.length_tolerance < 0:
             raise ConfigError("--lookahead, --speaker-dim and --length-tolerance must be >= 0")
-        if cfg.speaker_encoder not in ("none", "learnable"):
-            raise ConfigError(f"--speaker-encoder: none or learnable, got {cfg.speaker_encoder!r}")
-        if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
-            raise ConfigError("--speaker-encoder learnable replaces --speaker-dim (a fixed embedding): give one of them")
-        if cfg.speaker_layers < 1 or cfg.reference_frames < 1:
-            raise ConfigError("--speaker-layers and --reference-frames must be at least 1")
+        check_speaker_options(cfg)
         if any(c < 1 for c in cfg.chunk_sizes):
             raise ConfigError(f"--chunk-sizes: chunk sizes are latent frames >= 1, got {cfg.chunk_sizes}")
         if not 0 <= cfg.full_context_prob <= 1 or (not cfg.chunk_sizes and cfg.full_context_prob < 1):

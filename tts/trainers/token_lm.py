@@ -45,8 +45,8 @@ from tts.text import KINDS as FRONTEND_KINDS
 from tts.text import FrontendError, TextFrontend
 from tts.token_lm.backbone import TEXT_CONDITIONS, BackboneError, BackboneLMConfig, BackboneTokenizer, backbone_config
 from tts.token_lm.layout import IGNORE, bistream_layout, fits_bistream, plain_layout
-from tts.token_lm.model import SPEAKER_ENCODERS, TokenLMConfig
-from tts.trainers.config import TTSRunConfig, check_manifest, check_transformer
+from tts.token_lm.model import TokenLMConfig
+from tts.trainers.config import TTSRunConfig, check_manifest, check_speaker_options, check_transformer
 from tts.trainers.data import batch_stream, check_speakers, corpus_stats, speaker_of, training_corpus
 from tts.trainers.model_trainer import ModelTrainer, is_restart
 
@@ -211,9 +211,7 @@ class LayoutItems:
             item["speaker"] = speaker_of(row, self.cfg.speaker_dim, self.source)
         if self.references is not None:
             latent = self.stats.normalize(torch.from_numpy(row["latent"]).T.float())
-            speaker = row.get("speaker")
-            item["reference"] = self.references.reference(str(row["id"]), None if speaker in (None, "") else str(speaker),
-                                                          latent, rng)
+            item["reference"] = self.references.for_row(row, latent, rng)
         return item
 
 
@@ -253,12 +251,7 @@ class TokenLMTrainer(ModelTrainer):
             raise ConfigError("--layers, --text-chunk and --speech-chunk must be at least 1")
         if cfg.speaker_dim < 0 or cfg.codebook_size < 0 or cfg.max_tokens < 1:
             raise ConfigError("--speaker-dim and --codebook-size must be >= 0, --max-tokens >= 1")
-        if cfg.speaker_encoder not in SPEAKER_ENCODERS:
-            raise ConfigError(f"--speaker-encoder: none or learnable, got {cfg.speaker_encoder!r}")
-        if cfg.speaker_encoder == "learnable" and cfg.speaker_dim:
-            raise ConfigError("--speaker-encoder learnable replaces --speaker-dim (a fixed embedding): give one of them")
-        if cfg.speaker_layers < 1 or cfg.reference_frames < 1:
-            raise ConfigError("--speaker-layers and --reference-frames must be at least 1")
+        check_speaker_options(cfg)
         for name in ("cond_drop", "bistream_prob"):
             if not 0 <= getattr(cfg, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
