@@ -69,8 +69,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sim", action="store_true", help="also score speaker similarity (Resemblyzer)")
+    parser.add_argument("--mos", action="store_true", help="also predict MOS (DistillMOS)")
     args = parser.parse_args()
-    metrics = [m for m in METRIC_NAMES if args.sim or m != "sim"]
+    metrics = [m for m in METRIC_NAMES if (args.sim or m != "sim") and (args.mos or m != "mos")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         seconds = make_pairs(root, args.files)

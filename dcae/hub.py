@@ -112,6 +112,37 @@ def hub_download(repo_id: str, filename: str, flag: str) -> Path:
         hub_logger.setLevel(level)
 
 
+def resolve_pretrained(spec: str, flag: str) -> Path:
+    """A Hugging Face model (``from_pretrained`` layout) named by ``spec``: a local folder as it is, or a hub
+    id, from the cache or downloaded whole. Raises :class:`ModelNotFound` (one line naming what to fetch)."""
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return local
+    if not _is_hub_id(spec):
+        raise ModelNotFound(f"{flag} {spec}: no such folder (want a Hugging Face model folder or a hub id "
+                            f"such as openai/whisper-large-v3)")
+    from huggingface_hub import snapshot_download
+
+    hint = (f"fetch it on a machine with internet (hf download {spec} --local-dir DIR) and pass {flag} DIR")
+    try:
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError and kin)
+        pass
+    if not _hub_reachable():
+        raise ModelNotFound(f"{flag} {spec}: not in the Hugging Face cache and the hub cannot be reached; {hint}",
+                            [(spec, "*")], [flag], offline=True)
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        return Path(snapshot_download(spec))
+    except Exception as e:  # noqa: BLE001 - gated, missing, network: all become one message
+        raise ModelNotFound(f"{flag} {spec}: cannot download it from the Hugging Face hub ({type(e).__name__}); "
+                            f"{hint}", [(spec, "*")], [flag]) from None
+    finally:
+        hub_logger.setLevel(level)
+
+
 def resolve_ae_model(path: str | Path | None) -> Path:
     """The DCAE generator file: ``path`` when given, else the published ``generator_700000.pt``."""
     if path is None or str(path) == "":

@@ -16,8 +16,9 @@ from urllib.parse import quote
 from evaluation.report import HIGHER_IS_BETTER
 
 NAMES = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI",
-         "mel_distance": "mel L1", "si_sdr": "SI-SDR dB", "sim": "SIM"}
-DECIMALS = {"pesq_wb": 2, "pesq_nb": 2, "stoi": 3, "estoi": 3, "mel_distance": 3, "si_sdr": 1, "sim": 3}
+         "mel_distance": "mel L1", "si_sdr": "SI-SDR dB", "sim": "SIM",
+         "mos": "MOS", "wer": "WER"}
+DECIMALS = {"pesq_wb": 2, "pesq_nb": 2, "stoi": 3, "estoi": 3, "mel_distance": 3, "si_sdr": 1, "sim": 3, "mos": 2, "wer": 3}
 
 
 @dataclass
@@ -31,6 +32,7 @@ class PageRow:
     audio: dict[str, str] = field(default_factory=dict)     # label -> URL
     mel: dict[str, str] = field(default_factory=dict)       # label -> URL
     seconds: dict[str, float] = field(default_factory=dict)  # label -> duration
+    texts: dict[str, str] = field(default_factory=dict)     # e.g. "target" / "heard (ASR)" -> text
 
 
 @dataclass
@@ -119,7 +121,9 @@ def _file_row(page: Page, row: PageRow, rank: int) -> str:
     data = "".join(f' data-v-{m}="{"" if row.values.get(m) is None else repr(float(row.values[m]))}"'
                    for m in page.metric_names)
     cells = [f'<td class="rank">{rank}</td>',
-             f'<td class="file">{_e(row.name)}' + (f'<div class="err">{_e(row.error)}</div>' if row.error else "") + "</td>"]
+             f'<td class="file">{_e(row.name)}' + "".join(f'<div class="text"><b>{_e(k)}:</b> {_e(v)}</div>'
+                                                        for k, v in row.texts.items())
+             + (f'<div class="err">{_e(row.error)}</div>' if row.error else "") + "</td>"]
     for metric in page.metric_names:
         ceiling = ""
         if row.ceiling is not None and row.ceiling.get(metric) is not None:

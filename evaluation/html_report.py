@@ -49,13 +49,14 @@ def write_html_report(out: Path, *, title: str, lead: str, files: Sequence[Repor
                       groups: dict[str, Sequence[Row]], summaries: dict[str, dict], metric_names: Sequence[str],
                       unpaired: dict[str, Sequence[str]] | None = None, notes: Sequence[str] = (),
                       audio_format: str = "mp3", players: int = 20, workers: int | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, texts: dict[str, dict[str, str]] | None = None) -> Path:
     """Write ``out/report.html`` (+ ``out/report_files/``) and return its path.
 
     ``files`` are the files with audio to play (labels in column order, e.g. reference /
     reconstruction / copy-synthesis); ``groups`` maps a title to its rows (the first is the main
     one, whose rows make the table; a second, in model mode, is the copy-synthesis ceiling);
-    ``unpaired`` maps a reason to the names it applies to.
+    ``unpaired`` maps a reason to the names it applies to; ``texts`` a file name to the texts shown
+    under it (TTS lists: the target text and what the ASR heard).
     """
     out = Path(out)
     assets = out / ASSETS
@@ -78,7 +79,8 @@ def write_html_report(out: Path, *, title: str, lead: str, files: Sequence[Repor
         rendered = media_by_name.get(name, RenderedMedia())
         rows.append(PageRow(name=name, values={m: row.get(m) for m in metric_names}, error=str(row.get("error") or ""),
                             ceiling=None if ceiling is None else {m: ceiling.get(name, {}).get(m) for m in metric_names},
-                            audio=rendered.audio, mel=rendered.mel, seconds=rendered.seconds))
+                            audio=rendered.audio, mel=rendered.mel, seconds=rendered.seconds,
+                            texts=(texts or {}).get(name, {})))
 
     where: dict[tuple[str, str], list[str]] = {}  # (file, reason) -> groups: a file unreadable in all is listed once
     for group, group_rows in groups.items():

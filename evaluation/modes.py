@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from dcae.audio import AudioError
+from evaluation import mos as mos_model
 from evaluation import speaker
 from evaluation.html_report import write_html_report
 from evaluation.metrics import MEL_RATE, MetricError, log_mel
@@ -27,7 +28,7 @@ from evaluation.reconstruct import COPY_SYNTHESIS, RECONSTRUCTED, ReconstructErr
 from evaluation.report import format_table, summarize, write_metrics_csv, write_summary_json
 from evaluation.report_media import ReportFile
 from evaluation.runner import score_pairs
-from evaluation.scoring import METRIC_NAMES, Row, read_native
+from evaluation.scoring import METRIC_NAMES, OPTIONAL_METRICS, Row, read_native
 
 Log = Callable[[str], None]
 UNPAIRED_REASONS = {"missing_degraded": "no degraded file for this reference",
@@ -48,7 +49,8 @@ class Options:
     players: int
     report_audio: str
     progress: bool
-    sim_note: str
+    model_notes: tuple[str, ...]  # what SIM and MOS were computed with (or why not), for the page
+    models: dict[str, str]  # metric -> the model that computed it, for summary.json
     log: Log  # user messages (warnings, tables, where the outputs went), one line at a time
 
 
@@ -56,19 +58,39 @@ class EvaluationError(ValueError):
     """An evaluation that cannot start (one line: which input, and why)."""
 
 
-def metric_names(sim: bool | None, log: Log) -> tuple[tuple[str, ...], str]:
-    """The metrics to compute and a note on SIM for the reports. ``sim``: True (required: raises
-    :class:`EvaluationError` without the speaker encoder), False (left out), None (when installed)."""
-    unavailable = speaker.encoder_available() if sim is not False else None
-    if sim is False:
-        return tuple(m for m in METRIC_NAMES if m != "sim"), "SIM not computed (--no-sim)."
-    if unavailable:
-        if sim:
-            raise EvaluationError(unavailable)
-        log(f"warning: SIM column left empty: {unavailable}")
-        return tuple(m for m in METRIC_NAMES if m != "sim"), f"SIM not computed: {unavailable}"
-    return METRIC_NAMES, (f"SIM: cosine similarity of speaker embeddings from {speaker.encoder_description()}; "
-                          "SIM values are comparable only with SIM from the same encoder.")
+def optional_metrics(sim: bool | None, mos: bool | None, log: Log) -> tuple[set[str], list[str], dict[str, str]]:
+    """Which of the optional metrics (SIM, MOS) to compute, a note on each for the page, and the model of
+    each computed one. Each flag: True (required: raises :class:`EvaluationError` when its model is
+    missing), False (left out), None (computed when installed, else a warning)."""
+    skipped, notes, models = set(), [], {}
+    for name, wanted, flag in (("sim", sim, "--no-sim"), ("mos", mos, "--no-mos")):
+        label = name.upper()
+        unavailable = OPTIONAL_METRICS[name]() if wanted is not False else None
+        if wanted is False:
+            skipped.add(name)
+            notes.append(f"{label} not computed ({flag}).")
+        elif unavailable:
+            if wanted:
+                raise EvaluationError(unavailable)
+            log(f"warning: {label} column left empty: {unavailable}")
+            skipped.add(name)
+            notes.append(f"{label} not computed: {unavailable}")
+        elif name == "sim":
+            models["sim"] = speaker.encoder_description()
+            notes.append(f"SIM: cosine similarity of speaker embeddings from {models['sim']}; SIM values are "
+                         "comparable only with SIM from the same encoder.")
+        else:
+            models["mos"] = mos_model.mos_description()
+            notes.append(f"MOS: predicted by {models['mos']} from each degraded signal alone (no reference); "
+                         "comparable only with MOS from the same predictor.")
+    return skipped, notes, models
+
+
+def metric_names(sim: bool | None, mos: bool | None, log: Log) -> tuple[tuple[str, ...], list[str], dict[str, str]]:
+    """The metrics of the reference modes (every one of :data:`METRIC_NAMES` but the optional ones left
+    out), the notes and models of :func:`optional_metrics`."""
+    skipped, notes, models = optional_metrics(sim, mos, log)
+    return tuple(m for m in METRIC_NAMES if m not in skipped), notes, models
 
 
 def _write_report(out: Path, rows: list[Row], summary: dict) -> None:
@@ -84,7 +106,7 @@ def _print_unpaired(summary: dict, log: Log) -> None:
             log(f"warning: {label}: {name}")
 
 
-def _print_failures(rows: list[Row], log: Log, limit: int = 20) -> None:
+def print_failures(rows: list[Row], log: Log, limit: int = 20) -> None:
     failed = sorted((r for r in rows if r.get("error")), key=lambda r: str(r["file"]))
     for row in failed[:limit]:
         log(f"error: {row['file']}: {row['error']}")
@@ -108,10 +130,10 @@ def _mel_figures(out: Path, rows: list[Row], panels_for: Callable[[str], list[tu
         plot_mel_comparison(out / "plots" / f"mel_{index:02d}.png", describe(row), panels, 256 / MEL_RATE)
 
 
-def _html_notes(opts: Options) -> list[str]:
+def html_notes(opts: Options) -> list[str]:
     audio = {"mp3": "MP3 copies (96-128 kbit/s)", "opus": "Ogg Opus copies (64 kbit/s)",
              "wav": "16-bit WAV files"}[opts.report_audio]
-    return [opts.sim_note,
+    return [*opts.model_notes,
             f"The players play {audio} kept in report_files/; the scores were computed on the original files.",
             f"Written {datetime.now().strftime('%Y-%m-%d %H:%M')} by dcae evaluate; the numbers are in metrics.csv "
             "and summary.json beside this page."]
@@ -121,7 +143,7 @@ def _write_html(opts: Options, lead: str, files: list[ReportFile], groups: dict[
                 summaries: dict[str, dict], unpaired: dict[str, list[str]] | None = None) -> None:
     path = write_html_report(opts.out, title=f"Listening report: {opts.out.resolve().name}", lead=lead, files=files,
                              groups=groups, summaries=summaries, metric_names=opts.metric_names, unpaired=unpaired,
-                             notes=_html_notes(opts), audio_format=opts.report_audio, players=opts.players,
+                             notes=html_notes(opts), audio_format=opts.report_audio, players=opts.players,
                              workers=opts.workers, progress=opts.progress)
     opts.log(f"listening page: {path}")
 
@@ -136,6 +158,7 @@ def evaluate_folders(ref: Path, deg: Path, exts: tuple[str, ...], opts: Options)
         return True
     rows = score_pairs(pairing.pairs, workers, progress, metric_names=opts.metric_names)
     summary = summarize(rows, pairing.missing_deg, pairing.missing_ref, pairing.ambiguous, opts.metric_names)
+    summary["models"] = opts.models
     _write_report(out, rows, summary)
     if opts.html:
         files = [ReportFile(p.name, {"reference": p.ref, "degraded": p.deg}) for p in pairing.pairs]
@@ -148,7 +171,7 @@ def evaluate_folders(ref: Path, deg: Path, exts: tuple[str, ...], opts: Options)
         _mel_figures(out, rows, lambda name: [("reference", by_name[name].ref), ("degraded", by_name[name].deg)],
                      examples, opts.log)
     _print_unpaired(summary, opts.log)
-    _print_failures(rows, opts.log)
+    print_failures(rows, opts.log)
     opts.log(format_table({"degraded vs reference": summary}))
     opts.log(f"{len(rows)} files scored, {summary['files_with_errors']} with errors -> {out}")
     return _failed(summary)
@@ -173,7 +196,7 @@ def evaluate_reconstructions(filelist: Path, model_flags: dict, opts: Options) -
     ceiling_summary = summarize(groups["copy_synthesis"], metric_names=opts.metric_names)
     write_metrics_csv(out / "copy_synthesis" / "metrics.csv", groups["copy_synthesis"])
     write_summary_json(out / "copy_synthesis" / "summary.json", ceiling_summary)
-    _write_report(out, groups["model"], {**model_summary, "copy_synthesis": ceiling_summary})
+    _write_report(out, groups["model"], {**model_summary, "models": opts.models, "copy_synthesis": ceiling_summary})
     if opts.html:
         files = [ReportFile(job.name, {"reference": job.source,
                                        "reconstruction": audio_dir / RECONSTRUCTED / job.output_name,
@@ -192,7 +215,7 @@ def evaluate_reconstructions(filelist: Path, model_flags: dict, opts: Options) -
             ("ground truth", by_name[name].source),
             ("BigVGAN copy-synthesis", audio_dir / COPY_SYNTHESIS / by_name[name].output_name),
             ("DCAE reconstruction", audio_dir / RECONSTRUCTED / by_name[name].output_name)], examples, opts.log)
-    _print_failures(groups["model"], opts.log)
+    print_failures(groups["model"], opts.log)
     opts.log(format_table({"DCAE reconstruction": model_summary, "copy-synthesis (ceiling)": ceiling_summary}))
     opts.log(f"{len(groups['model'])} files scored, {model_summary['files_with_errors']} with errors -> {out}")
     return _failed(model_summary) or _failed(ceiling_summary)

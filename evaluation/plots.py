@@ -8,11 +8,11 @@ import numpy as np
 
 from dcae.atomic import atomic_path
 from evaluation.report import HIGHER_IS_BETTER
-from evaluation.scoring import METRIC_NAMES, Row
+from evaluation.scoring import Row
 
 LABELS = {"pesq_wb": "PESQ wide-band (MOS-LQO)", "pesq_nb": "PESQ narrow-band (MOS-LQO)",
           "stoi": "STOI", "estoi": "ESTOI", "mel_distance": "log-mel L1 distance", "si_sdr": "SI-SDR (dB)",
-          "sim": "speaker similarity (SIM)"}
+          "sim": "speaker similarity (SIM)", "mos": "predicted MOS (DistillMOS)", "wer": "word error rate (WER)"}
 
 
 def _pyplot():
@@ -33,7 +33,7 @@ def plot_histograms(out_dir: Path, groups: dict[str, Sequence[Row]]) -> list[Pat
     """One PNG per metric, ``hist_<metric>.png``; each group (e.g. model, copy-synthesis) overlaid."""
     plt = _pyplot()
     written = []
-    for metric in METRIC_NAMES:
+    for metric in LABELS:  # those the rows have
         series = {name: np.array([r[metric] for r in rows if r.get(metric) is not None], dtype=float)
                   for name, rows in groups.items()}
         series = {name: v[np.isfinite(v)] for name, v in series.items()}

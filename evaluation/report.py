@@ -14,10 +14,11 @@ from evaluation.scoring import CSV_COLUMNS, METRIC_NAMES, Row
 
 # direction of "better", shown in the table so a reader need not remember it
 HIGHER_IS_BETTER = {"pesq_wb": True, "pesq_nb": True, "stoi": True, "estoi": True,
-                    "mel_distance": False, "si_sdr": True, "sim": True}
+                    "mel_distance": False, "si_sdr": True, "sim": True,
+                    "mos": True, "wer": False}
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -31,7 +32,7 @@ def write_metrics_csv(path: str | Path, rows: Sequence[Row]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in sorted(rows, key=lambda r: str(r["file"])):
-        writer.writerow([_cell(row.get(column)) for column in CSV_COLUMNS])
+        writer.writerow([cell(row.get(column)) for column in CSV_COLUMNS])
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -85,7 +86,7 @@ def format_table(summaries: dict[str, dict]) -> str:
     titles = list(summaries)
     header = ["metric", *titles, "scored/errors"]
     lines = []
-    for metric in [m for m in METRIC_NAMES if all(m in summaries[t]["metrics"] for t in titles)]:
+    for metric in [m for m in HIGHER_IS_BETTER if all(m in summaries[t]["metrics"] for t in titles)]:
         arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"
         cells = [f"{metric} {arrow}"]
         counts = []

@@ -9,6 +9,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import dcae.audio  # noqa: F401
 from dcae.progress import progress_bar
+from evaluation import mos
 from evaluation.metrics import _mel_extractor
 from evaluation.pairing import Pair
 from evaluation.scoring import Row, available_metrics, empty_row, score_files
@@ -23,7 +24,7 @@ def default_workers() -> int:
 
 
 def _preload(metric_names: Sequence[str]) -> None:
-    """Import the metric back-ends and build the mel filterbank (and the speaker encoder) once,
+    """Import the metric back-ends and build the mel filterbank (and the speaker encoder, the MOS model) once,
     before the workers start.
 
     Forked workers (the Linux default) then inherit them instead of each paying seconds of
@@ -36,6 +37,8 @@ def _preload(metric_names: Sequence[str]) -> None:
     _mel_extractor()
     if "sim" in metric_names:
         warm_up()
+    if "mos" in metric_names:
+        mos.warm_up()
 
 
 @contextlib.contextmanager

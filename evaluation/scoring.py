@@ -1,7 +1,8 @@
 """Score one reference/degraded pair: align the two waveforms, run every metric, keep going on errors.
 
 A scored pair is a row (dict) with the CSV columns ``file, pesq_wb, pesq_nb, stoi, estoi,
-mel_distance, si_sdr, sim, error``. A metric that cannot score the pair is left as None and its reason
+mel_distance, si_sdr, sim, mos, error`` (``mos``: the predicted MOS of the degraded signal alone,
+:mod:`evaluation.mos`). A metric that cannot score the pair is left as None and its reason
 goes into ``error`` (``"pesq_wb: ...; stoi: ..."``); a pair that is unusable as a whole (missing
 or corrupt file, NaN, silence) has every metric None.
 """
@@ -13,9 +14,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dcae.audio import AudioError, audio_info, load_audio
-from evaluation import metrics, speaker
+from evaluation import metrics, mos, speaker
 
-METRIC_NAMES: tuple[str, ...] = ("pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim")
+METRIC_NAMES: tuple[str, ...] = ("pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "mos")
+# each: None, or why the metric cannot be computed here (looked up when called: the model is selectable)
+OPTIONAL_METRICS = {"sim": lambda: speaker.encoder_available(), "mos": lambda: mos.mos_available()}
 CSV_COLUMNS: tuple[str, ...] = ("file", *METRIC_NAMES, "error")
 SILENCE_PEAK = 1e-5  # same threshold as dcae.audio.check_audio
 
@@ -29,12 +32,14 @@ _METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
     "mel_distance": metrics.mel_distance,
     "si_sdr": lambda ref, deg, sample_rate: metrics.si_sdr(ref, deg),
     "sim": speaker.speaker_similarity,
+    "mos": lambda ref, deg, sample_rate: mos.predict_mos(deg, sample_rate),
 }
 
 
 def available_metrics() -> tuple[str, ...]:
-    """Every metric this installation can compute (SIM needs the optional speaker encoder)."""
-    return METRIC_NAMES if speaker.encoder_available() is None else tuple(m for m in METRIC_NAMES if m != "sim")
+    """Every metric this installation can compute (SIM needs the optional speaker encoder, MOS the
+    optional DistillMOS)."""
+    return tuple(m for m in METRIC_NAMES if m not in OPTIONAL_METRICS or OPTIONAL_METRICS[m]() is None)
 
 
 def empty_row(name: str, error: str) -> Row:

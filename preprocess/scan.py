@@ -6,7 +6,10 @@ left out. The output holds absolute paths, sorted, one per line, and is written 
 the scan runs, progress is saved every ``flush_every`` valid files to ``OUT.partial``. A validation
 fraction also writes a validation list: by default OUT with ``train`` in its name replaced by
 ``val`` (``filelists/train.txt`` -> ``filelists/val.txt``), else with ``_val`` added (``all.txt`` ->
-``all_val.txt``). Messages for the user go to ``log`` one line at a time (default: :func:`echo`).
+``all_val.txt``). Transcripts can come from text files beside the audio (``transcript_ext``: LibriTTS's
+``X.normalized.txt`` for ``X.wav``), and the validation part can also be written as a TTS test list in
+Seed-TTS-eval's format (``test_list``, :mod:`dcae.corpus.test_list`). Messages for the user go to ``log``
+one line at a time (default: :func:`echo`).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from dcae.corpus.test_list import make_test_list, write_test_list
 from dcae.paths import is_broken_link, missing_reason
 from dcae.progress import progress_bar
 from preprocess.filelist import DEFAULT_EXTS, SEPARATOR, FilelistEntry, write_filelist
@@ -74,6 +78,8 @@ class ScanResult:
     valid: list[ProbeResult] = field(default_factory=list)
     corrupt: list[ProbeResult] = field(default_factory=list)
     too_short: list[ProbeResult] = field(default_factory=list)
+    no_transcript: list[Path] = field(default_factory=list)
+    test_lines: int = 0
 
     @property
     def hours(self) -> float:
@@ -162,21 +168,59 @@ def folder_speaker(path: Path, roots: list[Path]) -> str | None:
     return None
 
 
+def transcript_path(audio: Path, transcript_ext: str) -> Path:
+    """The transcript beside ``audio``: its name with ``transcript_ext`` in place of the audio extension
+    (``X.wav``, ``.normalized.txt`` -> ``X.normalized.txt``; the leading dot may be left out)."""
+    return audio.with_name(audio.stem + "." + transcript_ext.lstrip("."))
+
+
+def read_transcript(audio: Path, transcript_ext: str) -> str | None:
+    """The transcript of ``audio`` from the text file beside it, its lines joined by spaces; None when that
+    file is missing, unreadable, not UTF-8 or blank."""
+    try:
+        text = transcript_path(audio, transcript_ext).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text or None
+
+
 def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EXTS, workers: int | None = None,
                       min_duration: float = 10.0, flush_every: int = 1000, val_fraction: float = 0.0,
                       seed: int = 0, val_out: Path | None = None, decode: bool = False,
-                      progress: bool = True, log: Log = echo, speaker_from_folder: bool = False) -> ScanResult:
+                      progress: bool = True, log: Log = echo, speaker_from_folder: bool = False,
+                      transcript_ext: str | None = None, test_list: Path | None = None) -> ScanResult:
     """Scan, probe, report the counts and write the filelist(s); returns the scan result.
 
     ``speaker_from_folder``: lines ``path||SPEAKER`` with the speaker id from the folder layout
-    (:func:`folder_speaker`); files without one are written as bare paths and counted in the summary."""
+    (:func:`folder_speaker`); files without one are written as bare paths and counted in the summary.
+    ``transcript_ext``: lines ``path|text`` with the text from the file beside the audio
+    (:func:`transcript_path`); audio without one is left out (counted, not probed).
+    ``test_list`` (with ``val_fraction``): the validation part also as a TTS test list, each line the
+    utterance's transcript to say in the voice of another utterance of its speaker
+    (:func:`dcae.corpus.test_list.make_test_list`); ``result.test_lines`` says how many lines it got
+    (none written when there are none)."""
     out = Path(out).expanduser().resolve()
     files = find_audio(list(paths), parse_exts(exts), log)
-    log(f"Found {len(files)} audio files, validating...")
+    transcripts: dict[Path, str] = {}
+    no_transcript: list[Path] = []
+    if transcript_ext:
+        for f in files:
+            text = read_transcript(f, transcript_ext)
+            if text is None:
+                no_transcript.append(f)
+            else:
+                transcripts[f] = text
+        files = [f for f in files if f in transcripts]
+        log(f"Found {len(files) + len(no_transcript)} audio files, {len(no_transcript)} without a transcript "
+            f"(*.{transcript_ext.lstrip('.')} beside it) left out; validating {len(files)}...")
+    else:
+        log(f"Found {len(files)} audio files, validating...")
     partial_path = out.with_name(out.name + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = scan(files, min_duration, workers or os.cpu_count() or 1, decode, partial_path, flush_every, progress,
                   log)
+    result.no_transcript = no_transcript
     valid = sorted(r.path for r in result.valid)
     train, val = split_train_val(valid, val_fraction, seed)
     speaker: dict[Path, str | None] = {}
@@ -184,16 +228,31 @@ def generate_filelist(paths: list[str | Path], out: Path, exts: str = DEFAULT_EX
         roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()),
                        key=lambda r: len(r.parts), reverse=True)  # the deepest root that holds a file names its speaker
         speaker = {f: folder_speaker(f, roots) for f in valid}
-    write_filelist(out, [FilelistEntry(f, speaker=speaker.get(f)) for f in train])
+
+    def entries(part: list[Path]) -> list[FilelistEntry]:
+        return [FilelistEntry(f, text=transcripts.get(f), speaker=speaker.get(f)) for f in part]
+
+    write_filelist(out, entries(train))
     if val_fraction > 0:
         val_out = Path(val_out) if val_out else default_val_path(out)
-        write_filelist(val_out, [FilelistEntry(f, speaker=speaker.get(f)) for f in val])
+        write_filelist(val_out, entries(val))
     if speaker_from_folder:
         unnamed = sum(1 for name in speaker.values() if name is None)
         log(f"{len(set(speaker.values()) - {None})} speakers from the folder layout"
             + (f"; {unnamed} files directly in an input folder have none" if unnamed else ""))
     partial_path.unlink(missing_ok=True)
     log(f"{len(result.valid)} valid ({result.hours:.2f} h = {result.hours * 3600:.0f} s), {len(result.corrupt)} "
-        f"corrupt or unsupported, {len(result.too_short)} shorter than {min_duration:g} s")
+        f"corrupt or unsupported, {len(result.too_short)} shorter than {min_duration:g} s"
+        + (f", {len(no_transcript)} without a transcript" if transcript_ext else ""))
     log(f"Wrote {len(train)} files to {out}" + (f" and {len(val)} validation files to {val_out}" if val_fraction > 0 else ""))
+    if test_list is not None:
+        durations = {r.path: r.duration for r in result.valid}
+        lines, left_out = make_test_list(entries(val), entries(train), seed, durations)
+        result.test_lines = len(lines)
+        why = "; ".join(f"{n} with {reason}" for reason, n in left_out.items())
+        if lines:
+            write_test_list(test_list, lines)
+            log(f"Wrote a test list of {len(lines)} utterances to {test_list}" + (f" (left out: {why})" if why else ""))
+        else:
+            log(f"error: {test_list}: no validation utterance could go in the test list" + (f" ({why})" if why else ""))
     return result

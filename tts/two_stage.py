@@ -39,6 +39,8 @@ from tts.token_flow.synthesis import synthesize_tokens
 from tts.token_lm.sampling import SamplingSettings
 from tts.token_lm.synthesis import stream_speech_tokens, stream_tokens_from_text
 from tts.tokenizers import load_tokenizer
+from tts.tokenizers.fsq_run import FSQTokenizerRunError
+from tts.tokenizers.s3_weights import S3TokenizerUnavailable
 
 
 @dataclass
@@ -179,13 +181,60 @@ def _text_pieces(text: str):
         yield from text
 
 
-def _tokenizer_spec(args: LMOptions, lm: TTSRun) -> str:
-    """The tokenizer for --prompt-audio: --tokenizer, else s3 when the run's tokens are S3Tokenizer's."""
+def tokenizer_spec(args: LMOptions, lm: TTSRun, what: str = "--prompt-audio") -> str:
+    """The tokenizer for --prompt-audio: --tokenizer, else s3 when the run's tokens are S3Tokenizer's
+    (``what``: the option or mode named in the refusal)."""
     spec = args.tokenizer or ("s3" if str(lm.latent_info.get("tokenizer", "")).startswith("s3") else None)
     if spec is None:
-        raise SynthesisError(f"--prompt-audio: give --tokenizer FSQ_RUN, the tokenizer that made the tokens "
+        raise SynthesisError(f"{what}: give --tokenizer FSQ_RUN, the tokenizer that made the tokens "
                              f"{lm.directory} was trained on ({lm.latent_info.get('tokenizer') or 'unknown'})")
     return spec
+
+
+def prompt_tokenizer(spec: str, lm: TTSRun):
+    """The :class:`~tts.tokenizers.SpeechTokenizer` ``spec`` names (``s3`` or an FSQ run folder), on the CPU,
+    checked to write tokens at the rate ``lm`` was trained on. Raises :class:`SynthesisError` (one line)."""
+    try:
+        tokenizer = load_tokenizer(spec, device="cpu")
+    except (FSQTokenizerRunError, S3TokenizerUnavailable) as e:
+        raise SynthesisError(f"--tokenizer {spec}: {e}") from None
+    if abs(tokenizer.token_rate - lm.token_rate) > 1e-6 * lm.token_rate:
+        raise SynthesisError(f"--tokenizer {spec}: writes {tokenizer.token_rate:g} tokens/s but {lm.directory} "
+                             f"was trained on {lm.token_rate:g}/s")
+    return tokenizer
+
+
+def lm_generation_options(args: LMOptions, lm: TTSRun, speaker_reference: torch.Tensor | None = None,
+                          speaker: torch.Tensor | None = None) -> dict[str, Any]:
+    """The LM keywords of :func:`speech_token_source` from the token-lm flags: the sampler, the guidance,
+    and a speaker reference (D, R) / fixed embedding (S,) where the LM run takes one."""
+    return dict(sampling=_sampling(args, lm), cfg_scale=1.0 if args.lm_cfg_scale is None else args.lm_cfg_scale,
+                speaker_reference=speaker_reference if lm.model.speaker_encoder is not None else None,
+                speaker=speaker if lm.model.cfg.speaker_dim else None)
+
+
+def speak_offline(lm: TTSRun, flow: TTSRun | None, wrapper, text: str | Iterable[str], *, text_stream: bool = False,
+                  prompt_text: str | None = None, prompt: VoicePrompt | None = None, seed: int = 0,
+                  lm_options: dict[str, Any] | None = None, flow_options: dict[str, Any] | None = None,
+                  chunk_frames: int | None = None, want_audio: bool = True) -> TwoStageSpeech:
+    """Text -> all the speech tokens, then (with ``flow``) the whole latent at once, then (``want_audio``)
+    the audio with ``wrapper``: the offline path of :func:`speak_text`, with the runs, decoder and
+    options already loaded (``lm_options``: :func:`lm_generation_options`; ``flow_options``:
+    :func:`tts.token_flow.synthesis.synthesize_tokens` keywords). Raises :class:`SynthesisError` (the LM
+    wrote no tokens, or too few for one latent frame)."""
+    tokens = torch.tensor(list(speech_token_source(lm, text, text_stream=text_stream, prompt_text=prompt_text,
+                                                   prompt=prompt, seed=seed, **(lm_options or {}))),
+                          dtype=torch.long)
+    if tokens.numel() == 0:
+        raise SynthesisError("the LM wrote no speech tokens")
+    if flow is None:
+        return TwoStageSpeech(tokens)
+    frames_for(flow, tokens.numel(), TOO_FEW)
+    latent = synthesize_tokens(flow, tokens, prompt=None if prompt is None else prompt.latent,
+                               prompt_tokens=None if prompt is None else prompt.tokens, seed=seed,
+                               chunk_frames=chunk_frames or 0, **(flow_options or {}))
+    audio = wrapper.decode(latent[None])[0] if want_audio else None
+    return TwoStageSpeech(tokens, flow, latent, audio, wrapper)
 
 
 def _prompt(args: LMOptions, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_latent: torch.Tensor | None,
@@ -201,11 +250,8 @@ def _prompt(args: LMOptions, lm: TTSRun, flow: TTSRun | None, wrapper, prompt_la
             raise SynthesisError("give --prompt-audio or --prompt-latent/--prompt-tokens, not both")
         if wrapper is None:
             raise SynthesisError("--prompt-audio needs --flow and -o or --out-latent (the DC-AE encodes the prompt)")
-        spec = _tokenizer_spec(args, lm)
-        tokenizer = load_tokenizer(spec, device="cpu")
-        if abs(tokenizer.token_rate - lm.token_rate) > 1e-6 * lm.token_rate:
-            raise SynthesisError(f"--tokenizer {spec}: writes {tokenizer.token_rate:g} tokens/s but {lm.directory} "
-                                 f"was trained on {lm.token_rate:g}/s")
+        spec = tokenizer_spec(args, lm)
+        tokenizer = prompt_tokenizer(spec, lm)
         audio = load_checked_audio(args.prompt_audio, tokenizer.sample_rate)
         return prompt_from_audio(wrapper, tokenizer, audio, tokenizer.sample_rate)
     if prompt_tokens_file is None:
@@ -247,7 +293,7 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
     if speaker_audio is not None and not speaker_audio.is_file():
         raise SynthesisError(f"--speaker-audio {speaker_audio}: file not found")
     if args.prompt_audio is not None:
-        _tokenizer_spec(args, lm)  # before loading any model
+        tokenizer_spec(args, lm)  # before loading any model
         if not args.prompt_audio.is_file():
             raise SynthesisError(f"--prompt-audio {args.prompt_audio}: file not found")
     flow = wrapper = None
@@ -274,9 +320,7 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
     prompt = _prompt(args, lm, flow, wrapper, prompt_latent, prompt_tokens_file, prompt_text)
     if args.text_stream and not lm.model.cfg.bistream:
         raise SynthesisError(f"{lm.directory}: --text-stream needs a run trained with --bistream")
-    lm_options = dict(sampling=_sampling(args, lm), cfg_scale=1.0 if args.lm_cfg_scale is None else args.lm_cfg_scale,
-                      speaker_reference=speaker_latent if lm_learns else None,
-                      speaker=speaker_embedding if lm_fixed else None)
+    lm_options = lm_generation_options(args, lm, speaker_latent, speaker_embedding)
     if text == "-" and not args.text_stream:
         text = sys.stdin.read()
     source = _text_pieces(text) if args.text_stream else text
@@ -286,19 +330,9 @@ def speak_text(lm: TTSRun, args: LMOptions, *, text: str | None, prompt_text: st
     written: list[int] = []
     started = time.perf_counter()
     if flow is None or not stream:
-        tokens = torch.tensor(list(speech_token_source(lm, source, text_stream=args.text_stream,
-                                                       prompt_text=prompt_text, prompt=prompt, seed=seed,
-                                                       **lm_options)), dtype=torch.long)
-        if tokens.numel() == 0:
-            raise SynthesisError("the LM wrote no speech tokens")
-        if flow is None:
-            return TwoStageSpeech(tokens)
-        frames_for(flow, tokens.numel(), TOO_FEW)
-        latent = synthesize_tokens(flow, tokens, prompt=None if prompt is None else prompt.latent,
-                                   prompt_tokens=None if prompt is None else prompt.tokens, seed=seed,
-                                   chunk_frames=chunk_frames or 0, **flow_options)
-        audio = wrapper.decode(latent[None])[0] if want_audio else None
-        return TwoStageSpeech(tokens, flow, latent, audio, wrapper)
+        return speak_offline(lm, flow, wrapper, source, text_stream=args.text_stream, prompt_text=prompt_text,
+                             prompt=prompt, seed=seed, lm_options=lm_options, flow_options=flow_options,
+                             chunk_frames=chunk_frames, want_audio=want_audio)
     if chunk_frames is not None:
         flow_options["chunk_frames"] = chunk_frames
     latents: list[torch.Tensor] = []

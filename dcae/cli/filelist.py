@@ -3,11 +3,12 @@ filelist (:mod:`preprocess.scan`), with the reference tool's flags::
 
     python preprocess/generate_filelist.py --paths /data/LibriTTS /data/VCTK --out filelists/train.txt \\
         [--exts wav,flac] [--workers 8] [--min-duration 10] [--flush-every 1000] \\
-        [--val-fraction 0.01 --seed 0] [--decode] [--speaker-from-folder]
+        [--val-fraction 0.01 --seed 0] [--decode] [--speaker-from-folder] \\
+        [--transcript-ext .normalized.txt] [--test-list lists/test_list.txt]
 
 Leaving files out is the tool's job, so ``generate_filelist.py ... && python train.py ...`` goes on
-after corrupt files: exit code 0 with the summary; 1 only when no valid file was found or the
-filelist could not be written.
+after corrupt files: exit code 0 with the summary; 1 only when no valid file was found, the
+filelist could not be written, or --test-list got no line.
 """
 from __future__ import annotations
 
@@ -40,19 +41,34 @@ from preprocess.filelist import DEFAULT_EXTS
 @click.option("--speaker-from-folder", is_flag=True, default=False,
               help="Write path||SPEAKER lines, the speaker id being the first folder below the input folder "
                    "(ROOT/SPEAKER/...: LibriTTS, VCTK); dcae export carries it into the manifest.")
+@click.option("--transcript-ext", default=None, metavar="EXT",
+              help="Write path|text lines, the transcript of X.wav being the text file X.EXT beside it (LibriTTS: "
+                   ".normalized.txt; also .txt, .lab); audio without one is left out and counted.")
+@click.option("--test-list", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --val-fraction and --transcript-ext: also write the validation part as a TTS test list in "
+                   "Seed-TTS-eval's format (id|prompt_text|prompt_wav|target_text|target_wav; the prompt is another "
+                   "utterance of the same speaker), for dcae tts --list and dcae evaluate --tts-list.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out: Path, exts: str,
                      workers: int | None, flush_every: int, min_duration: float, val_fraction: float,
-                     seed: int, val_out: Path | None, decode: bool, speaker_from_folder: bool, progress: bool) -> None:
-    """Scan folders for valid audio files and write a filelist (one absolute path per line)."""
+                     seed: int, val_out: Path | None, decode: bool, speaker_from_folder: bool,
+                     transcript_ext: str | None, test_list: Path | None, progress: bool) -> None:
+    """Scan folders for valid audio files and write a filelist (one absolute path per line; with
+    --transcript-ext path|text, with --speaker-from-folder a speaker id too)."""
     from preprocess.scan import generate_filelist
 
     inputs = [*paths, *extra_paths]
     if not inputs:
         raise click.UsageError("give at least one input folder or file (--paths DIR...)")
+    if transcript_ext is not None and not transcript_ext.strip(". "):
+        raise click.BadParameter("give an extension such as .txt or .normalized.txt", param_hint="--transcript-ext")
+    if test_list is not None and (val_fraction <= 0 or not transcript_ext):
+        raise click.UsageError("--test-list needs --val-fraction (the held-out part it lists) and --transcript-ext "
+                               "(what each utterance says)")
     try:
         result = generate_filelist(inputs, out, exts, workers, min_duration, flush_every, val_fraction, seed,
-                                   val_out, decode, progress, speaker_from_folder=speaker_from_folder)
+                                   val_out, decode, progress, speaker_from_folder=speaker_from_folder,
+                                   transcript_ext=transcript_ext, test_list=test_list)
     except OSError as e:
         where = f": {e.filename}" if e.filename and Path(e.filename) != Path(out) else ""
         click.echo(f"error: {out}: cannot write ({e.strerror or e}{where})", err=True)
@@ -60,3 +76,5 @@ def filelist_command(extra_paths: tuple[Path, ...], paths: tuple[Path, ...], out
     if not result.valid:
         click.echo("error: no valid audio files found (nothing to train on; see the lines above)", err=True)
         sys.exit(1)
+    if test_list is not None and not result.test_lines:
+        sys.exit(1)  # the reason is on the line above

@@ -1,9 +1,10 @@
 """``dcae tts``: synthesise latents (or audio) with a trained TTS run folder: text for a one-stage run
 (:mod:`tts.one_stage.synthesis`), speech tokens for a token-flow run (:mod:`tts.token_flow.synthesis`),
 text -> speech tokens for a token-lm run, and on through a token-flow run with ``--flow``
-(:mod:`tts.two_stage`)."""
+(:mod:`tts.two_stage`); with ``--list LIST -o DIR`` every line of a test list (:mod:`tts.batch_synthesis`)."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -31,6 +32,13 @@ LM_OPTIONS_HELP = {
     "lm_temperature": "token-lm runs: temperature of the token distribution (0: greedy).",
     "lm_cfg_scale": "token-lm runs trained with --cond-drop: guidance on the text (1: off).",
 }
+LIST_HELP = ("A test list to synthesise, one 'id|prompt_text|prompt_wav|target_text' line per utterance (Seed-TTS-eval's "
+             "format): each line to DIR/<id>.wav with -o DIR (lines already there are skipped; settings in "
+             "DIR/synthesis.json, failures in DIR/failed.jsonl). One-stage runs, or a token-lm run with --flow.")
+LIST_VOICES = ("prompt", "reference")  # tts.batch_synthesis.VOICES (not imported here: it loads torch)
+LIST_VOICE_HELP = ("With --list: 'prompt' continues each line's prompt_wav from its prompt_text (a token-lm run: its "
+                   "tokens from --tokenizer); 'reference' reads prompt_wav as a zero-shot speaker reference with no "
+                   "transcript (runs trained with --speaker-encoder learnable).")
 STREAM_HELP = ("Token-flow runs: generate chunk by chunk (block-causal attention, as for a live token stream) and, "
                "with -o, decode audio while the chunks come; prints when the first audio was ready.")
 CHUNK_FRAMES_HELP = (f"Token-flow runs (token-lm runs with --flow): latent frames per chunk (--stream: default "
@@ -47,30 +55,41 @@ def given_lm_options(options: LMOptions) -> list[str]:
 class _Asked:
     """What a ``dcae tts`` command line asks for, as :data:`APPLIES` reads it."""
 
-    kind: str  # the run's: ar, flow, token-flow, token-lm
+    kind: str | None  # the run's: ar, flow, token-flow, token-lm; None before it is loaded (then rules that
+    # read it do not refuse: they are checked again once it is)
     flow: bool  # --flow (token-lm runs: on to latents)
     stream: bool
     audio: bool  # -o
     prompt_audio: bool
     speaker_audio: bool = False
+    list: bool = False  # --list (a test list into the folder -o)
+    list_voice: str = "prompt"
 
 
 # Where each option takes effect: (parameter names, applies?, where). A given option that does not
 # apply is refused in one line (exit 2) rather than silently ignored.
 APPLIES: list[tuple[tuple[str, ...], Callable[[_Asked], bool], str]] = [
+    (("text", "tokens_file", "frames", "prompt_latent", "prompt_text", "prompt_tokens", "prompt_audio", "out_latent",
+      "out_tokens", "stream", "text_stream", "speaker_audio", "speaker_latent", "speaker_embedding"),
+     lambda a: not a.list,
+     "without --list only: the test list gives each line's text and voice (--list-voice prompt|reference)"),
+    (("list_voice",), lambda a: a.list, "with --list only"),
     (("lookahead",), lambda a: a.stream and a.audio,
      "to --stream with -o only (the streaming decoder's lookahead; the offline decode is exact)"),
-    (("chunk_frames",), lambda a: a.kind == "token-flow" or (a.kind == "token-lm" and a.flow),
+    (("chunk_frames",), lambda a: a.kind in (None, "token-flow") or (a.kind == "token-lm" and a.flow),
      "to token-flow runs (token-lm runs: with --flow) only: the token-flow model's chunks"),
     (("steps", "cfg_scale", "temperature"), lambda a: a.kind != "token-lm" or a.flow,
      "to a token-lm run with --flow only: they set the flow model's sampler (the LM's: --lm-temperature, "
      "--lm-cfg-scale, --top-k, --top-p)"),
-    (("tokenizer_spec",), lambda a: a.prompt_audio, "with --prompt-audio only: it makes the prompt audio's tokens"),
+    (("tokenizer_spec",),
+     lambda a: a.prompt_audio or (a.list and a.list_voice == "prompt" and a.kind in (None, "token-lm")),
+     "with --prompt-audio only (or --list with a token-lm run and --list-voice prompt): it makes the prompt "
+     "audio's tokens"),
     (("ae_model", "ae_config", "vocoder", "precision"), lambda a: a.audio or a.prompt_audio or a.speaker_audio,
      "with -o (or --prompt-audio, --speaker-audio) only: they load the DC-AE"),
-    (("speaker_audio", "speaker_latent"), lambda a: a.kind in ("token-flow", "token-lm"),
+    (("speaker_audio", "speaker_latent"), lambda a: a.kind in (None, "token-flow", "token-lm"),
      "to token-flow and token-lm runs (or a token-lm run's --flow) trained with --speaker-encoder learnable only"),
-    (("speaker_embedding",), lambda a: a.kind in ("token-flow", "token-lm"),
+    (("speaker_embedding",), lambda a: a.kind in (None, "token-flow", "token-lm"),
      "to token-flow and token-lm runs (or a token-lm run's --flow) trained with --speaker-dim only"),
 ]
 
@@ -97,6 +116,8 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
               help="TTS run folder written by python -m tts.train (newest checkpoint is used).")
 @click.option("--step", type=int, default=None, help="Use the checkpoint of this step instead of the newest.")
 @click.option("--text", default=None, help="Text to speak (text runs: ar, flow).")
+@click.option("--list", "test_list", type=click.Path(dir_okay=False, path_type=Path), default=None, help=LIST_HELP)
+@click.option("--list-voice", type=click.Choice(LIST_VOICES), default="prompt", show_default=True, help=LIST_VOICE_HELP)
 @click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Speech-token file to speak (token-flow runs): the latent gets "
                    "round(num_tokens / token_rate * frame_rate) frames.")
@@ -138,13 +159,14 @@ def _latent_meta(info: dict, frames: int) -> LatentMeta:
               help="At most this many frames (AR: stops earlier by itself; flow: caps its duration rule).")
 @click.option("--out-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the latent (80, frames) here (.safetensors).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write audio here, in the format its extension names (.wav, .flac, .mp3, .ogg ...); "
                    "decodes with --ae-model/--ae-config/--vocoder (a warning if the run's latents were "
-                   "made by other AE weights).")
+                   "made by other AE weights). With --list: the folder for the list's audio.")
 @model_options
 @click.pass_context
-def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str | None, tokens_file: Path | None,
+def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str | None, test_list: Path | None,
+                list_voice: str, tokens_file: Path | None,
                 frames: int | None, prompt_latent: Path | None, prompt_text: str | None, prompt_tokens: Path | None,
                 out_tokens: Path | None, flow_dir: Path | None, prompt_audio: Path | None, tokenizer_spec: str | None,
                 speaker_audio: Path | None, speaker_latent: Path | None, speaker_embedding: Path | None, text_stream: bool, top_k: int | None, top_p: float | None, lm_temperature: float | None,
@@ -155,8 +177,20 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
                 device: str | None, precision: str) -> None:
     """Synthesize latents or audio with a trained TTS run: --text for text runs (ar, flow), --tokens
     for token-flow runs (add --stream to generate and decode chunk by chunk), --text for token-lm runs
-    (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage)."""
+    (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage).
+    --list LIST -o DIR: every line of a test list to DIR/<id>.wav."""
     import torch
+
+    if test_list is not None:
+        from tts.two_stage import LMOptions
+
+        lm_args = LMOptions(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p,
+                            lm_temperature, lm_cfg_scale)
+        _synthesise_list(ctx, run_dir, step, test_list, list_voice, output, lm_args, seed=seed, steps=steps,
+                         cfg_scale=cfg_scale, temperature=temperature, max_frames=max_frames,
+                         chunk_frames=chunk_frames, ae_model=ae_model, ae_config=ae_config, vocoder=vocoder,
+                         device=device, precision=precision)
+        return
 
     from dcae.audio import AudioError, check_output_suffix
     from dcae.corpus import LatentFileError, ManifestError, load_latent
@@ -179,6 +213,8 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
         fail(f"--max-frames must be at least 1 and at least --frames (got {max_frames})")
     if out_latent is not None and out_latent.suffix.lower() != ".safetensors":
         fail(f"{out_latent}: latent files are .safetensors")
+    if output is not None and output.is_dir():
+        fail(f"-o {output}: a folder; give an audio file name (out.wav), or --list LIST to fill a folder")
     if output is not None:
         try:
             check_output_suffix(output)
@@ -284,6 +320,58 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     _write_outputs(run, latent, audio, wrapper, out_latent, output)
     seconds = latent.shape[1] / float(run.latent_info["frame_rate"])
     click.echo(f"{latent.shape[1]} latent frames ({seconds:.2f} s) from {run.kind} run step {run.step}", err=True)
+
+
+def _synthesise_list(ctx: click.Context, run_dir: Path, step: int | None, test_list: Path, voice: str,
+                     output: Path | None, lm_args: LMOptions, *, seed: int, steps: int | None, cfg_scale: float | None,
+                     temperature: float, max_frames: int | None, chunk_frames: int | None, ae_model, ae_config,
+                     vocoder, device, precision) -> None:
+    """``--list LIST -o DIR``: usage refused before any model is loaded, then :mod:`tts.batch_synthesis`."""
+    import torch
+
+    from dcae.corpus.test_list import TestListError, read_test_list
+    from tts.batch_synthesis import ListSettings, open_list_synthesis, recorded_path, synthesise_list
+    from tts.run import RunError, load_run
+    from tts.synthesis import SynthesisError
+
+    if output is None:
+        fail("--list needs -o DIR: the folder for <id>.wav, synthesis.json and failed.jsonl")
+    if output.exists() and not output.is_dir():
+        fail(f"-o {output}: with --list, -o is a folder, and this is a file")
+    if output.suffix and not output.is_dir():
+        fail(f"-o {output}: with --list, -o is a folder (for <id>.wav files), not a file name ending in {output.suffix}")
+    asked = dict(flow=lm_args.flow is not None, stream=False, audio=True, prompt_audio=False, list=True,
+                 list_voice=voice)
+    refuse_inapplicable(ctx, _Asked(None, **asked))
+    if max_frames is not None and max_frames < 1:
+        fail(f"--max-frames must be at least 1 (got {max_frames})")
+    if chunk_frames is not None and chunk_frames < 0:
+        fail(f"--chunk-frames must be at least 0, got {chunk_frames}")
+    try:
+        lines, bad = read_test_list(test_list)
+    except TestListError as e:
+        fail(str(e))
+    tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        run = load_run(run_dir, tts_device, step)
+    except RunError as e:
+        fail(str(e))
+    refuse_inapplicable(ctx, _Asked(run.kind, **asked))
+    if run.kind != "token-lm" and given_lm_options(lm_args):
+        fail(f"{', '.join(given_lm_options(lm_args))}: for token-lm runs (this is a {run.kind} run)")
+    settings = ListSettings(voice=voice, seed=seed, steps=steps, cfg_scale=cfg_scale, temperature=temperature,
+                            max_frames=max_frames, chunk_frames=chunk_frames, precision=precision,
+                            decoder={"ae_model": recorded_path(ae_model), "ae_config": recorded_path(ae_config),
+                                     "vocoder": recorded_path(vocoder)})
+    try:
+        synth = open_list_synthesis(run, lm_args, settings, tts_device, lambda decoding: _audio_wrapper(
+            decoding, decoding.directory, ae_model, ae_config, vocoder, device, precision))
+        summary = synthesise_list(synth, test_list, lines, bad, output)
+    except SynthesisError as e:
+        fail(str(e))
+    click.echo(summary.line(), err=True)
+    if summary.failed:
+        sys.exit(1)
 
 
 def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, precision):

@@ -16,7 +16,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from dcae.cli.evaluate import evaluate_command
 
-COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "error"]
+COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "mos", "error"]
 
 
 def _degrade(clean: np.ndarray, rate: int, condition: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from tests.conftest import TINY_CONFIG
 
-COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "error"]
+COLUMNS = ["file", "pesq_wb", "pesq_nb", "stoi", "estoi", "mel_distance", "si_sdr", "sim", "mos", "error"]
 
 
 @pytest.fixture(scope="module")

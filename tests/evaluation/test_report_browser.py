@@ -126,3 +126,49 @@ def test_screenshots_for_a_human(page, copied_report):
     for shot in (top, files):
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
     assert json.loads(json.dumps(page.console_errors())) == []
+
+
+@pytest.fixture(scope="module")
+def tts_page(speech_dir, tmp_path_factory):
+    """The page of ``dcae evaluate --tts-list`` (recordings stand in for generated speech; one line has no
+    generated file), copied elsewhere and opened from disk."""
+    from dcae.cli.evaluate import evaluate_command
+    from tests.conftest import text_from_name
+
+    root = tmp_path_factory.mktemp("browser_tts")
+    files = [p for p in sorted((speech_dir / "en").glob("*.wav")) if 1.5 < sf.info(str(p)).duration < 4.0][:3]
+    (root / "generated").mkdir()
+    lines = []
+    for index, path in enumerate(files):
+        shutil.copy(path, root / "generated" / f"utt{index}.wav")
+        lines.append(f"utt{index}|prompt|{files[index - 1]}|{text_from_name(path)}")
+    lines.append(f"missing|prompt|{files[0]}|no audio for this one")
+    (root / "meta.lst").write_text("\n".join(lines) + "\n")
+    out = root / "report"
+    result = CliRunner().invoke(evaluate_command, ["--tts-list", str(root / "meta.lst"), "--generated",
+                                                   str(root / "generated"), "--out", str(out), "--workers", "1",
+                                                   "--no-progress", "--html"])
+    assert result.exit_code == 1, result.output  # the missing file
+    copy = root / "elsewhere" / "tts report"
+    shutil.copytree(out, copy)
+    shutil.rmtree(out)
+    with HeadlessChromium(CHROMIUM) as browser:
+        yield browser.open_page((copy / "report.html").as_uri()), [text_from_name(p) for p in files]
+
+
+def test_tts_list_page_plays_prompt_and_generated_side_by_side(tts_page):
+    page, targets = tts_page
+    assert page.evaluate("document.readyState") == "complete"
+    urls = [e["request"]["url"] for e in page.events("Network.requestWillBeSent")]
+    assert urls and all(u.startswith(("file://", "data:")) for u in urls), urls
+    assert sorted(page.evaluate(ORDER)) == ["missing", "utt0", "utt1", "utt2"]
+    headers = page.evaluate('Array.from(document.querySelectorAll("#files th")).map((h) => h.textContent)')
+    assert any(h.startswith("SIM") for h in headers) and any(h.startswith("MOS") for h in headers), headers
+    shown = page.evaluate('Array.from(document.querySelectorAll("#files td.file .text")).map((t) => t.textContent)')
+    assert sorted(shown) == sorted(f"target: {t}" for t in targets + ["no audio for this one"])
+    titles = page.evaluate('Array.from(document.querySelectorAll("audio")).map((a) => a.title)')
+    assert titles == ["prompt", "generated"] * 3, titles  # every line with generated audio
+    durations = page.evaluate(AUDIO_DURATIONS)
+    assert len(durations) == 6 and all(d > 0 for d in durations), durations
+    assert "no generated file" in page.evaluate('document.getElementById("problems").textContent')
+    assert page.console_errors() == []

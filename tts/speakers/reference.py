@@ -17,16 +17,17 @@ from tts.run import TTSRun
 from tts.synthesis import SynthesisError
 
 
-def reference_from_audio(wrapper, path: str | Path) -> torch.Tensor:
+def reference_from_audio(wrapper, path: str | Path, what: str = "--speaker-audio") -> torch.Tensor:
     """A speaker reference from audio: its DC-AE latent (D, R) (``wrapper``: a
-    :class:`dcae.pipeline.DCAEInferenceWrapper`). Raises :class:`SynthesisError` naming the file."""
+    :class:`dcae.pipeline.DCAEInferenceWrapper`). Raises :class:`SynthesisError` naming the file (and
+    ``what`` it was given as)."""
     try:
         audio = load_checked_audio(path, wrapper.sample_rate)
     except AudioError as e:
-        raise SynthesisError(f"--speaker-audio: {e}") from None
+        raise SynthesisError(f"{what}: {e}") from None
     latent = wrapper.encode(audio, wrapper.sample_rate)[0]
     if latent.shape[-1] == 0:
-        raise SynthesisError(f"--speaker-audio {path}: too short for one latent frame ({1 / wrapper.frame_rate:.2f} s)")
+        raise SynthesisError(f"{what} {path}: too short for one latent frame ({1 / wrapper.frame_rate:.2f} s)")
     return latent.float().cpu()
 
 

@@ -10,16 +10,17 @@ the cache expects it, and how to point at a local copy (``--s3-model`` / ``DCAE_
 never call (audio is decoded and resampled by :mod:`dcae.audio`). PyPI's torchaudio wheels are
 CUDA builds tied to one torch release, so on a CPU build of torch, or another torch release, that
 import fails; :func:`import_s3tokenizer` then puts an empty stand-in module in its place while
-s3tokenizer imports.
+s3tokenizer imports (:mod:`dcae.torchaudio_stand_in`).
 """
 from __future__ import annotations
 
 import os
 import socket
-import sys
 import types
 from pathlib import Path
 from urllib.parse import urlparse
+
+from dcae.torchaudio_stand_in import import_without_torchaudio
 
 MODEL_NAME = "speech_tokenizer_v2_25hz"
 ENV_VAR = "DCAE_S3_TOKENIZER"
@@ -36,37 +37,14 @@ class S3WeightsNotFound(S3TokenizerUnavailable):
     """The weights are neither local nor downloadable; the message says what to fetch and how."""
 
 
-def _stand_in_torchaudio() -> types.ModuleType:
-    module = types.ModuleType("torchaudio")
-    module.__doc__ = "stand-in: the installed torchaudio does not load with this torch (s3tokenizer's file loader only)"
-
-    def _unavailable(name: str):
-        raise AttributeError(f"torchaudio.{name}: torchaudio does not load with this torch build; "
-                             "decode audio with dcae.audio.load_audio instead")
-
-    module.__getattr__ = _unavailable  # type: ignore[attr-defined]
-    return module
-
-
 def import_s3tokenizer() -> types.ModuleType:
-    """``import s3tokenizer``, or :class:`S3TokenizerUnavailable` naming what to install. The stand-in
-    torchaudio is in ``sys.modules`` only while s3tokenizer imports: a later ``import torchaudio`` of the
-    user's gets the real module or the real error."""
-    stand_in = None
-    if "torchaudio" not in sys.modules:
-        try:
-            import torchaudio  # noqa: F401
-        except Exception:  # noqa: BLE001 - ImportError, OSError (missing libs), RuntimeError (CUDA mismatch)
-            stand_in = sys.modules["torchaudio"] = _stand_in_torchaudio()
+    """``import s3tokenizer`` (with torchaudio's stand-in while it imports:
+    :mod:`dcae.torchaudio_stand_in`), or :class:`S3TokenizerUnavailable` naming what to install."""
     try:
-        import s3tokenizer
+        return import_without_torchaudio("s3tokenizer")
     except ImportError as e:
         raise S3TokenizerUnavailable(f"the s3tokenizer package is not installed ({e}); install it: {INSTALL_HINT}"
                                      ) from None
-    finally:
-        if stand_in is not None and sys.modules.get("torchaudio") is stand_in:
-            del sys.modules["torchaudio"]
-    return s3tokenizer
 
 
 def default_cache_dir() -> Path:
