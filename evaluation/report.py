@@ -26,13 +26,13 @@ def cell(value: object) -> str:
     return str(value)
 
 
-def write_metrics_csv(path: str | Path, rows: Sequence[Row]) -> None:
-    """Atomically write rows (sorted by file name) with exactly the ``CSV_COLUMNS`` header."""
+def write_metrics_csv(path: str | Path, rows: Sequence[Row], columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """Atomically write rows (sorted by file name) with exactly the ``columns`` header."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     for row in sorted(rows, key=lambda r: str(r["file"])):
-        writer.writerow([cell(row.get(column)) for column in CSV_COLUMNS])
+        writer.writerow([cell(row.get(column)) for column in columns])
     atomic_write_text(path, buffer.getvalue())
 
 

@@ -16,13 +16,10 @@ runs in this process, in batches, on ``device``.
 """
 from __future__ import annotations
 
-import csv
 import functools
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcae.atomic import atomic_write_text
 from dcae.audio import AudioError
 from dcae.corpus.test_list import BadLine, TestLine, TestListError, read_test_list
 from dcae.progress import progress_bar
@@ -33,7 +30,7 @@ from evaluation.html_report import write_html_report
 from evaluation.metrics import MetricError, resample_to
 from evaluation.modes import EvaluationError, Options, html_notes, print_failures
 from evaluation.plots import plot_histograms
-from evaluation.report import cell, format_table, metric_stats, write_summary_json
+from evaluation.report import format_table, metric_stats, write_metrics_csv, write_summary_json
 from evaluation.report_media import ReportFile
 from evaluation.runner import map_in_workers
 from evaluation.scoring import Row, read_native
@@ -125,16 +122,6 @@ def _transcribe(rows: list[Row], jobs: list[tuple[TestLine, Path]], asr_options:
             "language": asr_options.language, "normalizer": asr_options.normalizer, "asr": asr.name}
 
 
-def write_tts_csv(path: Path, rows: list[Row]) -> None:
-    """``metrics.csv`` of the TTS list mode: :data:`TTS_COLUMNS`, sorted by id, floats at full precision."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TTS_COLUMNS)
-    for row in sorted(rows, key=lambda r: str(r["file"])):
-        writer.writerow([cell(row.get(column)) for column in TTS_COLUMNS])
-    atomic_write_text(path, buffer.getvalue())
-
-
 def wer_line(figures: dict) -> str:
     """``WER 4.21 % (corpus: 84 errors / 1995 words); mean of per-utterance rates 4.60 %``."""
     name = "CER" if figures["unit"] == "character" else "WER"
@@ -176,7 +163,7 @@ def evaluate_test_list(test_list: Path, generated: Path, opts: Options, asr_opti
                "bad_lines": [b.describe(test_list) for b in bad]}
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
-    write_tts_csv(out / "metrics.csv", rows)
+    write_metrics_csv(out / "metrics.csv", rows, TTS_COLUMNS)
     write_summary_json(out / "summary.json", summary)
     if opts.html:
         _html(opts, test_list, generated, jobs, rows, summary, metric_names, bad)

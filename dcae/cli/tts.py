@@ -179,7 +179,6 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     for token-flow runs (add --stream to generate and decode chunk by chunk), --text for token-lm runs
     (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage).
     --list LIST -o DIR: every line of a test list to DIR/<id>.wav."""
-    import torch
 
     if test_list is not None:
         from tts.two_stage import LMOptions
@@ -196,7 +195,6 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     from dcae.corpus import LatentFileError, ManifestError, load_latent
     from dcae.corpus.speaker_file import load_speaker_embedding
     from tts.one_stage.synthesis import stream_frames, stream_to_audio, synthesize
-    from tts.run import RunError, load_run
     from tts.speakers.reference import reference_from_audio
     from tts.synthesis import SynthesisError
     from tts.token_flow.synthesis import speak_token_file
@@ -220,11 +218,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
             check_output_suffix(output)
         except AudioError as e:
             fail(str(e))
-    tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        run = load_run(run_dir, tts_device, step)
-    except RunError as e:
-        fail(str(e))
+    run, tts_device = _load_run(run_dir, device, step)
     refuse_inapplicable(ctx, _Asked(run.kind, flow=flow_dir is not None, stream=stream, audio=output is not None,
                                     prompt_audio=prompt_audio is not None, speaker_audio=speaker_audio is not None))
     if speaker_audio is not None and speaker_latent is not None:
@@ -327,11 +321,9 @@ def _synthesise_list(ctx: click.Context, run_dir: Path, step: int | None, test_l
                      temperature: float, max_frames: int | None, chunk_frames: int | None, ae_model, ae_config,
                      vocoder, device, precision) -> None:
     """``--list LIST -o DIR``: usage refused before any model is loaded, then :mod:`tts.batch_synthesis`."""
-    import torch
 
     from dcae.corpus.test_list import TestListError, read_test_list
     from tts.batch_synthesis import ListSettings, open_list_synthesis, recorded_path, synthesise_list
-    from tts.run import RunError, load_run
     from tts.synthesis import SynthesisError
 
     if output is None:
@@ -351,11 +343,7 @@ def _synthesise_list(ctx: click.Context, run_dir: Path, step: int | None, test_l
         lines, bad = read_test_list(test_list)
     except TestListError as e:
         fail(str(e))
-    tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        run = load_run(run_dir, tts_device, step)
-    except RunError as e:
-        fail(str(e))
+    run, tts_device = _load_run(run_dir, device, step)
     refuse_inapplicable(ctx, _Asked(run.kind, **asked))
     if run.kind != "token-lm" and given_lm_options(lm_args):
         fail(f"{', '.join(given_lm_options(lm_args))}: for token-lm runs (this is a {run.kind} run)")
@@ -372,6 +360,19 @@ def _synthesise_list(ctx: click.Context, run_dir: Path, step: int | None, test_l
     click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _load_run(run_dir: Path, device: str | None, step: int | None):
+    """The run (one-line error otherwise) and the device it was loaded on (default: CUDA when there is one)."""
+    import torch
+
+    from tts.run import RunError, load_run
+
+    tts_device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return load_run(run_dir, tts_device, step), tts_device
+    except RunError as e:
+        fail(str(e))
 
 
 def _audio_wrapper(run, run_dir: Path, ae_model, ae_config, vocoder, device, precision):
