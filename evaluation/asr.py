@@ -25,7 +25,7 @@ from dcae.hub import ModelNotFound, resolve_pretrained
 ASR_RATE = 16000
 WHISPER_WINDOW_S = 30
 DEFAULT_ASR_EN = "openai/whisper-large-v3"
-INSTALL_HINT = 'pip install "dc-speech-vae[llm]" (transformers; README, "Extras")'
+INSTALL_HINT = 'pip install "dc-speech-vae[asr]" (transformers, jiwer; README, "Extras")'
 
 
 class ASRUnavailable(RuntimeError):
@@ -89,6 +89,7 @@ class Transcriber:
 
 def _transformers():
     try:
+        import jiwer  # noqa: F401  (the error counts: checked before any model loads)
         import transformers
     except ImportError as e:
         raise ASRUnavailable(f"--asr needs transformers ({e}); {INSTALL_HINT}") from None
