@@ -132,11 +132,10 @@ def evaluate_command(ctx: click.Context, ref: Path | None, deg: Path | None, fil
     from evaluation import speaker
     from evaluation.modes import EvaluationError, Options, evaluate_folders, evaluate_reconstructions, metric_names
     from evaluation.runner import default_workers
+    from tts.speakers.verification import RESEMBLYZER
 
-    if sim_model is not None:
-        speaker.use_speaker_model(sim_model)
-    if mos_model is not None:
-        mos_predictor.use_mos_model(mos_model)
+    speaker.use_speaker_model(sim_model or RESEMBLYZER)  # set each time: one process may run several commands
+    mos_predictor.use_mos_model(mos_model or mos_predictor.MOS_MODELS[0])
     try:
         names, notes, models = metric_names(True if sim_model is not None else sim,
                                             True if mos_model is not None else mos, _log)
