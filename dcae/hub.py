@@ -7,6 +7,7 @@ resolves everything a command needs first, so that one message names every missi
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable, Iterable
@@ -86,6 +87,18 @@ def _hub_reachable() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _quiet_hub():
+    """huggingface_hub's retry warnings silenced inside the block: they would bury the one-line message."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
 def hub_download(repo_id: str, filename: str, flag: str) -> Path:
     """Download (or find in the cache) ``repo_id/filename``; raise :class:`ModelNotFound` if impossible."""
     hint = (f"download it from https://huggingface.co/{repo_id}/blob/main/{filename} on a machine with internet "
@@ -100,16 +113,12 @@ def hub_download(repo_id: str, filename: str, flag: str) -> Path:
     if not _hub_reachable():
         raise ModelNotFound(f"cannot get {filename} from the Hugging Face hub repo {repo_id} (offline and not "
                             f"cached); {hint}", [(repo_id, filename)], [flag], offline=True)
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
-    hub_logger.setLevel(logging.ERROR)  # its retry warnings would bury the one-line message
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        with _quiet_hub():
+            return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except Exception as e:  # noqa: BLE001 - gated, missing, network: all become one message
         raise ModelNotFound(f"cannot get {filename} from the Hugging Face hub repo {repo_id} "
                             f"({type(e).__name__}); {hint}", [(repo_id, filename)], [flag]) from None
-    finally:
-        hub_logger.setLevel(level)
 
 
 def resolve_pretrained(spec: str, flag: str) -> Path:
@@ -131,16 +140,12 @@ def resolve_pretrained(spec: str, flag: str) -> Path:
     if not _hub_reachable():
         raise ModelNotFound(f"{flag} {spec}: not in the Hugging Face cache and the hub cannot be reached; {hint}",
                             [(spec, "*")], [flag], offline=True)
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
-    hub_logger.setLevel(logging.ERROR)
     try:
-        return Path(snapshot_download(spec))
+        with _quiet_hub():
+            return Path(snapshot_download(spec))
     except Exception as e:  # noqa: BLE001 - gated, missing, network: all become one message
         raise ModelNotFound(f"{flag} {spec}: cannot download it from the Hugging Face hub ({type(e).__name__}); "
                             f"{hint}", [(spec, "*")], [flag]) from None
-    finally:
-        hub_logger.setLevel(level)
 
 
 def resolve_ae_model(path: str | Path | None) -> Path:

@@ -32,7 +32,6 @@ from dcae.torchaudio_stand_in import import_without_torchaudio
 from evaluation.metrics import MetricError, as_numpy, resample_to
 
 MOS_RATE = 16000
-MODEL_VERSION = "distillmos 0.9.1"
 INSTALL_HINT = "pip install --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0 (README, \"Extras\")"
 DNSMOS_HINT = 'pip install "dc-speech-vae[mos]" (speechmos, onnxruntime, librosa; README, "Extras")'
 MOS_MODELS = ("distillmos", "dnsmos")
@@ -80,9 +79,7 @@ def mos_available() -> str | None:
 def mos_description() -> str:
     if _selected[0] == "dnsmos":
         return "DNSMOS P.835 OVRL (speechmos 0.0.1.1 ONNX models; 16 kHz, 1-5)"
-    version = getattr(_package(), "__version__", None)
-    return (f"DistillMOS (distillmos {version or '0.9.1'}, ConvTransformerSQAModel, distill_mos_v7 weights; "
-            "16 kHz, 1-5)")
+    return "DistillMOS (distillmos 0.9.1, ConvTransformerSQAModel, distill_mos_v7 weights; 16 kHz, 1-5)"
 
 
 @lru_cache(maxsize=1)

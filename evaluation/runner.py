@@ -35,6 +35,12 @@ def _preload(metric_names: Sequence[str]) -> None:
 
 
     _mel_extractor()
+    load_models(metric_names)
+
+
+def load_models(metric_names: Sequence[str]) -> None:
+    """Load the models of the metrics that have one (SIM's speaker model, the MOS predictor) in this process,
+    so that forked workers inherit them."""
     if "sim" in metric_names:
         warm_up()
     if "mos" in metric_names:

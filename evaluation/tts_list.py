@@ -32,7 +32,7 @@ from evaluation.modes import EvaluationError, Options, html_notes, print_failure
 from evaluation.plots import plot_histograms
 from evaluation.report import format_table, metric_stats, write_metrics_csv, write_summary_json
 from evaluation.report_media import ReportFile
-from evaluation.runner import map_in_workers
+from evaluation.runner import load_models, map_in_workers
 from evaluation.scoring import Row, read_native
 from evaluation.scoring import _unusable as unusable
 
@@ -151,7 +151,7 @@ def evaluate_test_list(test_list: Path, generated: Path, opts: Options, asr_opti
     jobs = [(line, generated / line.output_name) for line in lines if (generated / line.output_name).is_file()]
     names = tuple(m for m in ("sim", "mos") if m in opts.metric_names)
     rows = map_in_workers(functools.partial(score_line, metric_names=names), jobs, opts.workers, opts.progress,
-                          "Scoring", on_crash=_crashed, preload=functools.partial(_preload, names)) if jobs else []
+                          "Scoring", on_crash=_crashed, preload=functools.partial(load_models, names)) if jobs else []
     metric_names = (("wer",) if asr is not None else ()) + names
     figures = _transcribe(rows, jobs, asr_options, opts.progress, asr) if asr is not None else None
     rows += [_row(line, f"no generated file {generated / line.output_name}") for line in missing]
@@ -177,13 +177,6 @@ def evaluate_test_list(test_list: Path, generated: Path, opts: Options, asr_opti
         opts.log(wer_line(figures))
     opts.log(f"{len(rows)} lines scored, {summary['files_with_errors']} with errors, {len(bad)} bad lines -> {out}")
     return bool(bad or summary["files_with_errors"])
-
-
-def _preload(names: tuple[str, ...]) -> None:
-    if "sim" in names:
-        speaker.warm_up()
-    if "mos" in names:
-        mos.warm_up()
 
 
 def _html(opts: Options, test_list: Path, generated: Path, jobs: list[tuple[TestLine, Path]], rows: list[Row],

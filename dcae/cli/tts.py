@@ -180,11 +180,11 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     (--out-tokens; with --flow FLOW_RUN on to --out-latent / -o, --stream through every stage).
     --list LIST -o DIR: every line of a test list to DIR/<id>.wav."""
 
-    if test_list is not None:
-        from tts.two_stage import LMOptions
+    from tts.two_stage import LMOptions
 
-        lm_args = LMOptions(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p,
-                            lm_temperature, lm_cfg_scale)
+    lm_args = LMOptions(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
+                        lm_cfg_scale)
+    if test_list is not None:
         _synthesise_list(ctx, run_dir, step, test_list, list_voice, output, lm_args, seed=seed, steps=steps,
                          cfg_scale=cfg_scale, temperature=temperature, max_frames=max_frames,
                          chunk_frames=chunk_frames, ae_model=ae_model, ae_config=ae_config, vocoder=vocoder,
@@ -199,7 +199,7 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     from tts.synthesis import SynthesisError
     from tts.token_flow.synthesis import speak_token_file
     from tts.token_lm.synthesis import save_token_output
-    from tts.two_stage import LMOptions, speak_text
+    from tts.two_stage import speak_text
 
     if out_latent is None and output is None and out_tokens is None:
         fail("give --out-latent F.safetensors and/or -o out.wav (--out-tokens F.safetensors for a token-lm run)")
@@ -237,8 +237,6 @@ def tts_command(ctx: click.Context, run_dir: Path, step: int | None, text: str |
     if chunk_frames is not None and chunk_frames < (1 if stream else 0):
         fail(f"--chunk-frames must be at least {1 if stream else 0}{' with --stream' if stream else ''}, "
              f"got {chunk_frames}")
-    lm_args = LMOptions(out_tokens, flow_dir, prompt_audio, tokenizer_spec, text_stream, top_k, top_p, lm_temperature,
-                     lm_cfg_scale)
     if run.kind == "token-lm":
         prompt = None
         try:
